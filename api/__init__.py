@@ -1,0 +1,1 @@
+"""The interfaces over ``ledger``: the FastAPI service and the ``libshare`` command line."""
