@@ -1,0 +1,232 @@
+"""The chain connection: the embedded EVM or any EVM JSON-RPC endpoint, one interface.
+
+:class:`Chain` signs every transaction locally with the sender's key (keystore v3 files
+hold those keys at rest), sends it as a raw transaction, waits for its receipt and
+turns every failure into a :mod:`ledger.errors` error: an unreachable node becomes
+:class:`ChainUnavailable`, a revert becomes :class:`ContractReverted` carrying the
+contract's decoded custom error. The same code path serves the in-process chain, a
+Hardhat node and a consortium's Besu network.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+from eth_account.signers.local import LocalAccount
+from web3 import HTTPProvider, Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
+from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
+
+from ledger.contracts import ALL_ABIS, decode_revert, load_artifact, revert_data_from
+from ledger.embedded import EmbeddedChain
+from ledger.errors import ChainError, ChainUnavailable, ContractReverted
+
+RECEIPT_TIMEOUT_S = 120.0
+
+
+class Chain:
+    """A connection to one EVM chain, embedded or over JSON-RPC."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        *,
+        description: str,
+        embedded: EmbeddedChain | None = None,
+    ) -> None:
+        self.w3 = w3
+        self.description = description
+        self._embedded = embedded
+        self._lock = threading.RLock()
+        self._nonces: dict[str, int] = {}
+
+    # -- opening -------------------------------------------------------------------
+
+    @classmethod
+    def open_embedded(cls, path: Path) -> Chain:
+        """Open (or create) the in-process chain stored in the SQLite file ``path``."""
+        embedded = EmbeddedChain(path)
+        return cls(embedded.w3, description=f"embedded chain in {path}", embedded=embedded)
+
+    @classmethod
+    def open_rpc(cls, url: str, *, timeout_s: float = 10.0) -> Chain:
+        """Connect to an EVM JSON-RPC endpoint; fails at once if it does not answer."""
+        w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout_s}))
+        chain = cls(w3, description=f"JSON-RPC node at {url}")
+        with chain.translate_errors():
+            chain.w3.eth.chain_id  # noqa: B018 — a cheap call that proves the node answers
+        return chain
+
+    @property
+    def is_embedded(self) -> bool:
+        return self._embedded is not None
+
+    def close(self) -> None:
+        if self._embedded is not None:
+            self._embedded.close()
+
+    # -- errors --------------------------------------------------------------------
+
+    @contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        """Turn web3 and transport exceptions into libshare errors."""
+        try:
+            yield
+        except (requests.ConnectionError, requests.Timeout, ConnectionError, OSError) as exc:
+            raise ChainUnavailable(
+                f"cannot reach the {self.description} ({type(exc).__name__})",
+                hint="check that the node is running and the URL is right (--rpc / "
+                "LIBSHARE_CHAIN_URL)",
+            ) from exc
+        except ContractLogicError as exc:
+            raise _reverted(exc) from exc
+        except TimeExhausted as exc:
+            raise ChainUnavailable(
+                f"no receipt from the {self.description} within {RECEIPT_TIMEOUT_S:.0f} s",
+                hint="the node may be stalled; the transaction may still be mined later",
+            ) from exc
+        except Web3Exception as exc:
+            raise ChainError(f"the {self.description} refused the request: {exc}") from exc
+
+    # -- reading -------------------------------------------------------------------
+
+    def contract(self, name: str, address: str) -> Contract:
+        """The contract ``name`` (an artifact) at ``address``."""
+        artifact = load_artifact(name)
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifact.abi)
+
+    def call(self, fn: ContractFunction, *, block: BlockIdentifier = "latest") -> Any:
+        """Run a view function and return its result."""
+        with self.translate_errors():
+            return fn.call(block_identifier=block)
+
+    def block_number(self) -> int:
+        with self.translate_errors():
+            return int(self.w3.eth.block_number)
+
+    # -- writing -------------------------------------------------------------------
+
+    def transact(self, sender: LocalAccount, fn: ContractFunction) -> TxReceipt:
+        """Sign ``fn`` with ``sender``'s key, send it, and return its successful receipt.
+
+        Reverts are detected before sending (gas estimation runs the call) and raised as
+        :class:`ContractReverted` with the contract's custom error decoded.
+        """
+        with self._lock, self.translate_errors():
+            params: TxParams = {
+                "from": sender.address,
+                "nonce": Nonce(self._next_nonce(sender.address)),
+            }
+            tx = fn.build_transaction(params)
+            return self._send(sender, tx)
+
+    def deploy(self, sender: LocalAccount, name: str, *args: Any) -> tuple[str, TxReceipt]:
+        """Deploy the artifact ``name`` with constructor ``args``; return (address, receipt)."""
+        artifact = load_artifact(name)
+        factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        with self._lock, self.translate_errors():
+            params: TxParams = {
+                "from": sender.address,
+                "nonce": Nonce(self._next_nonce(sender.address)),
+            }
+            tx = factory.constructor(*args).build_transaction(params)
+            receipt = self._send(sender, tx)
+        address = receipt["contractAddress"]
+        if address is None:
+            raise ChainError(f"deploying {name} produced no contract address")
+        return str(address), receipt
+
+    def send_value(self, sender: LocalAccount, to: str, wei: int) -> TxReceipt:
+        """Send ``wei`` from ``sender`` to ``to``."""
+        with self._lock, self.translate_errors():
+            tx: TxParams = {
+                "from": sender.address,
+                "to": Web3.to_checksum_address(to),
+                "value": Wei(wei),
+                "nonce": Nonce(self._next_nonce(sender.address)),
+                "chainId": self.w3.eth.chain_id,
+                "gas": 21_000,
+            }
+            fees = self._fees()
+            tx.update(fees)  # type: ignore[typeddict-item]
+            return self._send(sender, tx)
+
+    def fund_from_node(self, to: str, wei: int) -> None:
+        """Give ``to`` gas money from an account the node itself holds (dev chains only)."""
+        with self._lock, self.translate_errors():
+            if self._embedded is not None:
+                source = self._embedded.faucet
+            else:
+                accounts = self.w3.eth.accounts
+                if not accounts:
+                    raise ChainError(
+                        f"the {self.description} has no unlocked account to pay gas from",
+                        hint="fund the member accounts yourself, then run again",
+                    )
+                source = accounts[0]
+            tx_hash = self.w3.eth.send_transaction(
+                {"from": source, "to": Web3.to_checksum_address(to), "value": Wei(wei)}
+            )
+            self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
+            self._committed()
+
+    def balance(self, address: str) -> int:
+        with self.translate_errors():
+            return int(self.w3.eth.get_balance(Web3.to_checksum_address(address)))
+
+    # -- internals -----------------------------------------------------------------
+
+    def _fees(self) -> dict[str, int]:
+        latest = self.w3.eth.get_block("latest")
+        base = int(latest.get("baseFeePerGas", 0) or 0)
+        tip = 1_000_000_000 if base else 0
+        return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+
+    def _next_nonce(self, address: str) -> int:
+        on_chain = int(
+            self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending")
+        )
+        nonce = max(on_chain, self._nonces.get(address, 0))
+        return nonce
+
+    def _send(self, sender: LocalAccount, tx: TxParams) -> TxReceipt:
+        signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
+        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        self._nonces[sender.address] = int(tx["nonce"]) + 1
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
+        self._committed()
+        if receipt["status"] != 1:
+            raise self._replay_revert(tx, receipt)
+        return receipt
+
+    def _replay_revert(self, tx: TxParams, receipt: TxReceipt) -> ChainError:
+        """A mined transaction failed: replay it as a call to learn the custom error."""
+        call: TxParams = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value")}  # type: ignore[assignment]
+        try:
+            self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)
+        except ContractLogicError as exc:
+            return _reverted(exc)
+        return ChainError(f"transaction {receipt['transactionHash'].hex()} failed (status 0)")
+
+    def _committed(self) -> None:
+        if self._embedded is not None:
+            self._embedded.commit()
+
+
+def _reverted(exc: Exception) -> ContractReverted:
+    data = revert_data_from(exc)
+    decoded = decode_revert(ALL_ABIS(), data) if data else None
+    if decoded is None:
+        return ContractReverted("UnknownError", {"data": data or b"", "message": str(exc)})
+    name, args = decoded
+    return ContractReverted(name, args)
+
+
+Opener = Callable[[], Chain]

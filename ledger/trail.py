@@ -1,0 +1,171 @@
+"""A member's usage trail: an append-only RFC 9162 Merkle log kept in SQL.
+
+Every entry is stored with its leaf hash, and every complete aligned subtree is stored
+once, when the append that completes it happens. The root of any size and every proof
+then need O(log n) stored hashes, never a rehash of the log. Appends happen inside
+:meth:`Trail.appending`, one database transaction with whatever else the caller writes
+(the decision's counters), so an acknowledged entry is on disk and a failed one left
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from ledger import merkle
+from ledger.errors import InvalidInput, NotFound
+from ledger.store import Database, TrailEntryRow, TrailNodeRow
+from ledger.types import LeafHash, NodeHash
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    size: int
+    root: NodeHash
+
+
+class Appender:
+    """Appends entries inside one open transaction; see :meth:`Trail.appending`."""
+
+    def __init__(self, trail: Trail, session: Session, frontier: merkle.CompactRange) -> None:
+        self.trail = trail
+        self.session = session
+        self._frontier = frontier
+
+    @property
+    def size(self) -> int:
+        return self._frontier.size
+
+    def append(self, body: bytes) -> tuple[int, LeafHash]:
+        """Add one entry; return its sequence number and leaf hash."""
+        seq = self._frontier.size
+        leaf = merkle.leaf_hash(body)
+        completed = self._frontier.append(leaf)
+        self.session.add(
+            TrailEntryRow(member=self.trail.member, seq=seq, body=body, leaf_hash=leaf)
+        )
+        for level, index, digest in completed:
+            if level > 0:  # level 0 is the leaf hash, already in trail_entry
+                self.session.add(
+                    TrailNodeRow(member=self.trail.member, level=level, index=index, hash=digest)
+                )
+        return seq, leaf
+
+
+class Trail:
+    """The usage trail of one member library."""
+
+    def __init__(self, db: Database, member: str) -> None:
+        self.db = db
+        self.member = member
+        self._lock = threading.Lock()
+        self._frontier: merkle.CompactRange | None = None
+
+    @contextmanager
+    def appending(self) -> Iterator[Appender]:
+        """Open a transaction to append entries; it commits when the block exits cleanly.
+
+        Appends to one trail are serialised; the in-memory frontier advances only after
+        the commit succeeds, so a rolled-back append leaves no trace anywhere.
+        """
+        with self._lock:
+            with self.db.session() as session:
+                current = self._load_frontier(session)
+                frontier = merkle.CompactRange(current.size, current.hashes)
+                yield Appender(self, session, frontier)
+            self._frontier = frontier
+
+    def head(self) -> TreeHead:
+        """The current size and root."""
+        with self.db.session() as session:
+            frontier = self._load_frontier(session)
+            return TreeHead(frontier.size, frontier.root())
+
+    def root_at(self, size: int) -> NodeHash:
+        """The root of the first ``size`` entries, from O(log n) stored hashes."""
+        with self.db.session() as session:
+            self._check_size(session, size)
+            if size == 0:
+                return merkle.EMPTY_ROOT
+            return NodeHash(self._range_hash(session, 0, size))
+
+    def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
+        with self.db.session() as session:
+            self._check_size(session, size)
+            return merkle.inclusion_proof(seq, size, lambda a, b: self._range_hash(session, a, b))
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        with self.db.session() as session:
+            self._check_size(session, new_size)
+            return merkle.consistency_proof(
+                old_size, new_size, lambda a, b: self._range_hash(session, a, b)
+            )
+
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[TrailEntryRow]:
+        """Entries with ``start <= seq < end`` in order, streamed in pages."""
+        page = 1000
+        seq = start
+        while end is None or seq < end:
+            with self.db.session() as session:
+                stmt = (
+                    select(TrailEntryRow)
+                    .where(TrailEntryRow.member == self.member, TrailEntryRow.seq >= seq)
+                    .order_by(col(TrailEntryRow.seq))
+                    .limit(page if end is None else min(page, end - seq))
+                )
+                rows = list(session.exec(stmt))
+            if not rows:
+                return
+            yield from rows
+            seq = rows[-1].seq + 1
+
+    # -- internals -------------------------------------------------------------------
+
+    def _count(self, session: Session) -> int:
+        stmt = (
+            select(func.count())
+            .select_from(TrailEntryRow)
+            .where(TrailEntryRow.member == self.member)
+        )
+        return int(session.exec(stmt).one())
+
+    def _check_size(self, session: Session, size: int) -> None:
+        have = self._count(session)
+        if not 0 <= size <= have:
+            raise InvalidInput(
+                f"trail of {self.member} has {have} entries; size {size} is out of range",
+                hint=f"ask for a size between 0 and {have}",
+            )
+
+    def _load_frontier(self, session: Session) -> merkle.CompactRange:
+        if self._frontier is None:
+            size = self._count(session)
+            hashes = [
+                self._subtree(session, level, index)
+                for level, index in merkle.aligned_subtrees(0, size)
+            ]
+            self._frontier = merkle.CompactRange(size, hashes)
+        return self._frontier
+
+    def _subtree(self, session: Session, level: int, index: int) -> bytes:
+        if level == 0:
+            entry = session.get(TrailEntryRow, (self.member, index))
+            if entry is None:
+                raise NotFound(f"trail entry {index} of {self.member} is missing")
+            return entry.leaf_hash
+        node = session.get(TrailNodeRow, (self.member, level, index))
+        if node is None:
+            raise NotFound(f"trail node ({level}, {index}) of {self.member} is missing")
+        return node.hash
+
+    def _range_hash(self, session: Session, start: int, end: int) -> bytes:
+        # The ranges RFC 9162's recursions ask for split into aligned complete subtrees,
+        # largest first; folding them from the right rebuilds MTH(D[start:end]).
+        parts = [self._subtree(session, lv, ix) for lv, ix in merkle.aligned_subtrees(start, end)]
+        return merkle.root_from_subtrees(parts)
