@@ -19,7 +19,7 @@ from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_keyfile import create_keyfile_json, decode_keyfile_json
+from eth_keyfile.keyfile import create_keyfile_json, decode_keyfile_json
 
 from ledger.errors import ConfigError, InvalidInput, NotFound, PermissionDenied
 from ledger.types import PatronPseudonym
@@ -89,7 +89,9 @@ class Keystore:
 
     def library_ids(self) -> list[str]:
         """Library ids that have an account key here."""
-        return sorted(p.name.removesuffix(".account.json") for p in self.folder.glob("*.account.json"))
+        return sorted(
+            p.name.removesuffix(".account.json") for p in self.folder.glob("*.account.json")
+        )
 
     def _path(self, library_id: str, kind: str) -> Path:
         return self.folder / f"{library_id}.{kind}.json"
@@ -130,8 +132,10 @@ class Keystore:
 
 def _check_library_id(library_id: str) -> None:
     # ISIL-like: letters, digits, '-', ':' and '/'; used in file names, so no dots or slashes.
-    if not library_id or len(library_id) > 64 or not all(
-        c.isalnum() or c in "-_:" for c in library_id
+    if (
+        not library_id
+        or len(library_id) > 64
+        or not all(c.isalnum() or c in "-_:" for c in library_id)
     ):
         raise InvalidInput(
             f"library id {library_id!r} is not ISIL-like",

@@ -1,0 +1,138 @@
+"""The ``libshare`` command line.
+
+Every command turns a :class:`ledger.errors.LedgerError` into one line on stderr and a
+non-zero exit: 1 when the command ran and found a problem, 2 when it could not run
+(bad configuration, an unreachable node, a damaged data dir).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from api.settings import Settings
+from ledger.errors import ConfigError, LedgerError, StorageError
+from ledger.instance import Instance
+
+app = typer.Typer(
+    help="libshare: a rights and sharing ledger for library consortia.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+T = TypeVar("T")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory [env LIBSHARE_DATA_DIR; ./libshare-data]"),
+]
+Rpc = Annotated[
+    str | None,
+    typer.Option(
+        "--rpc", help="EVM JSON-RPC URL instead of the embedded chain [env LIBSHARE_CHAIN_URL]"
+    ),
+]
+
+
+def _settings(data_dir: Path | None = None, rpc: str | None = None) -> Settings:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"setting LIBSHARE_{field.upper()} is invalid: {first['msg']}") from exc
+    if data_dir is not None:
+        settings.data_dir = data_dir
+    if rpc is not None:
+        settings.chain_url = rpc
+    return settings
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run ``action``; print a LedgerError as one line and exit non-zero."""
+    try:
+        return action()
+    except (ConfigError, StorageError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except LedgerError as exc:
+        code = 2 if type(exc).__name__ == "ChainUnavailable" else 1
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(code) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    rpc: Rpc = None,
+    checks: Annotated[int, typer.Option(min=1, max=100_000, help="Share requests to run")] = 200,
+) -> None:
+    """Run a three-library consortium end to end and verify every trail against the chain."""
+    from api.demo import run_demo
+
+    settings = _settings(data_dir, rpc)
+
+    def go() -> bool:
+        with Instance(settings.instance_config(demo=True)) as instance:
+            return run_demo(instance, console, checks=checks)
+
+    if not _run(go):
+        raise typer.Exit(1)
+
+
+@app.command()
+def cid(
+    path: Annotated[Path, typer.Argument(help="File to address")],
+    profile: Annotated[
+        str, typer.Option(help="kubo-v0 | unixfs-v1-2025 | v1-raw-256k")
+    ] = "kubo-v0",
+) -> None:
+    """Print the CID that Kubo's `ipfs add --only-hash` gives for PATH."""
+    from ledger.access import parse_enum
+    from ledger.cid import Profile, cid_of_file
+
+    def go() -> str:
+        return str(cid_of_file(path, parse_enum(Profile, profile, "profile")).cid)
+
+    sys.stdout.write(_run(go) + "\n")
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    rpc: Rpc = None,
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Run the HTTP API (OpenAPI docs at /docs) over the data dir."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(data_dir, rpc)
+    config = _run(settings.instance_config)
+    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+
+
+@app.command()
+def version() -> None:
+    """Print the libshare version."""
+    from ledger import __version__
+
+    console.print(__version__)
+
+
+def main() -> None:
+    app()
