@@ -1,27 +1,35 @@
 """The access check: decide a share request, record it in the trail, then answer.
 
-:meth:`AccessService.check` reads the resource, its licence and the requesting member
-from the SQL index, reads the counters the licence needs, calls the pure
-:func:`ledger.licence.evaluate`, and appends the decision to the supplying member's
-trail in the same transaction that increments the counters. Only after that commit is
-the decision returned, so every answer given is on disk and counted exactly once.
+:meth:`AccessService.check` hands the request to one writer thread. The writer takes
+every request waiting (up to ``max_batch``) and, in one database transaction, decides
+each in arrival order — reading the resource, licence and member from the index, the
+counters the licence needs, and calling the pure :func:`ledger.licence.evaluate` —
+appends each decision to the supplying member's trail and increments its counters. Only
+after that transaction commits does any caller get its answer (group commit): every
+answer given is on disk and counted exactly once, and one fsync serves many requests.
+Decisions within a batch see the counters of the decisions before them, so the result
+is exactly that of deciding the requests one by one.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TypeVar
 
 import rfc8785
 from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from ledger.errors import InvalidInput, NotFound
+from ledger.errors import InvalidInput, LedgerError, NotFound, StorageError
 from ledger.licence import (
     CounterKey,
     Decision,
@@ -46,7 +54,7 @@ from ledger.store import (
     MemberRow,
     ResourceRow,
 )
-from ledger.trail import Trail
+from ledger.trail import Appender, Trail
 from ledger.types import LeafHash
 
 ENTRY_VERSION = 1
@@ -66,41 +74,22 @@ def parse_enum(kind: type[E], value: str, field: str) -> E:
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    """A recorded decision: the decision and where it sits in the supplier's trail."""
+class ShareRequest:
+    """A validated share request; ``patron`` is already a pseudonym, never a patron id."""
 
-    decision: Decision
-    supplier: str  # library id of the resource's owner, whose trail holds the entry
-    decision_id: str
-    trail_seq: int
-    leaf_hash: LeafHash
-    entry: bytes  # the canonical JSON recorded
+    resource_id: str
+    requesting_member: str
+    patron: str
+    patron_category: PatronCategory
+    purpose: Purpose
+    method: Method
+    scope: Scope
+    destination_country: str
+    campaign: str | None = None
 
-
-def counter_key_text(key: CounterKey) -> str:
-    """The storage key of a counter (rolling windows are counted by time elsewhere)."""
-    return f"{key.limit}|{key.scope}|{key.subject}|{key.window_key}"
-
-
-class AccessService:
-    """Decides share requests for the members whose trails this instance keeps."""
-
-    def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
-        self.db = db
-        self.clock = clock
-        self._trails: dict[str, Trail] = {}
-        self._licences: dict[tuple[int, int], Licence] = {}
-        self._lock = threading.Lock()
-
-    def trail(self, library_id: str) -> Trail:
-        """The trail of ``library_id`` (created empty on first use)."""
-        with self._lock:
-            if library_id not in self._trails:
-                self._trails[library_id] = Trail(self.db, library_id)
-            return self._trails[library_id]
-
-    def check(
-        self,
+    @classmethod
+    def parse(
+        cls,
         *,
         resource_id: str,
         requesting_member: str,
@@ -111,131 +100,336 @@ class AccessService:
         scope: str,
         destination_country: str,
         campaign: str | None = None,
-    ) -> CheckResult:
-        """Decide one request, record it, and return the recorded decision.
-
-        ``patron`` is already a pseudonym; the patron's own id never reaches this layer.
-        Raises :class:`NotFound` for a resource the index does not know.
-        """
-        at = self.clock()
-        with self.db.session() as session:
-            resource = session.get(ResourceRow, resource_id)
-            if resource is None:
-                raise NotFound(
-                    f"resource {resource_id} is not registered",
-                    hint="check the id, or wait for the index to catch up with the chain",
-                )
-            supplier = session.exec(
-                select(MemberRow).where(MemberRow.account == resource.owner)
-            ).one()
-            requester = session.exec(
-                select(MemberRow).where(MemberRow.library_id == requesting_member)
-            ).first()
-            licence = self._licence(session, resource.licence_id, at)
-        request = Request(
+    ) -> ShareRequest:
+        """Build from plain strings, refusing unknown vocabulary with the allowed values."""
+        country = destination_country
+        if len(country) != 2 or not country.isascii() or not country.isalpha():
+            raise InvalidInput(
+                f"destination_country {country!r} is not an ISO 3166-1 alpha-2 code",
+                hint="e.g. CN, DE, US",
+            )
+        return cls(
             resource_id=resource_id,
-            title_id=None,
             requesting_member=requesting_member,
-            requesting_tier=requester.tier if requester else -1,
             patron=patron,
             patron_category=parse_enum(PatronCategory, patron_category, "patron_category"),
             purpose=parse_enum(Purpose, purpose, "purpose"),
             method=parse_enum(Method, method, "method"),
             scope=parse_enum(Scope, scope, "scope"),
-            destination_country=destination_country,
-            campaign=campaign,
-            at=at,
+            destination_country=country.upper(),
+            campaign=campaign or None,
         )
-        trail = self.trail(supplier.library_id)
-        with trail.appending() as appender:
-            decision = self._decide(appender.session, licence, request, requester is not None)
-            decision_id = f"{supplier.library_id}:{appender.size}"
-            entry = _entry(decision_id, supplier.library_id, request, decision)
-            seq, leaf = appender.append(entry)
-            if decision.outcome is Outcome.allow:
-                for key in decision.increments:
-                    _increment(appender.session, key, at)
-        return CheckResult(decision, supplier.library_id, decision_id, seq, leaf, entry)
 
-    def _decide(
-        self, session: Session, licence: Licence | None, request: Request, is_member: bool
-    ) -> Decision:
-        if not is_member:
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A recorded decision: the decision and where it sits in the supplier's trail."""
+
+    decision: Decision
+    supplier: str  # library id of the resource's owner, whose trail holds the entry
+    decision_id: str
+    trail_seq: int
+    leaf_hash: LeafHash
+    entry: bytes  # the canonical JSON recorded
+    at: datetime
+
+
+def counter_key_text(key: CounterKey) -> str:
+    """The storage key of a counter."""
+    return f"{key.limit}|{key.scope}|{key.subject}|{key.window_key}"
+
+
+@dataclass
+class _Job:
+    request: ShareRequest
+    future: Future[CheckResult] = field(default_factory=Future)
+
+
+@dataclass
+class _Batch:
+    """What one group-commit transaction has staged so far."""
+
+    session: Session
+    appenders: dict[str, Appender] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)  # fixed windows, new values
+    events: list[tuple[str, datetime]] = field(default_factory=list)  # rolling windows
+
+
+class AccessService:
+    """Decides share requests for the members whose trails this instance keeps."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime],
+        *,
+        max_batch: int = 512,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.max_batch = max_batch
+        self._trails: dict[str, Trail] = {}
+        self._trails_lock = threading.Lock()
+        self._index = _IndexCache(db)
+        self._counters: dict[str, int] = {}  # committed fixed-window counter values
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        self._closed = False
+
+    def trail(self, library_id: str) -> Trail:
+        """The trail of ``library_id`` (created empty on first use)."""
+        with self._trails_lock:
+            if library_id not in self._trails:
+                self._trails[library_id] = Trail(self.db, library_id)
+            return self._trails[library_id]
+
+    def check(self, **fields: str | None) -> CheckResult:
+        """Decide one request (fields as :meth:`ShareRequest.parse` takes them), recorded.
+
+        Raises :class:`NotFound` for a resource the index does not know; nothing is
+        recorded then.
+        """
+        return self.check_request(ShareRequest.parse(**fields))  # type: ignore[arg-type]
+
+    def check_request(self, request: ShareRequest, *, timeout_s: float = 30.0) -> CheckResult:
+        """Decide a parsed request; returns once the decision is committed."""
+        job = _Job(request)
+        self._start_writer()
+        self._queue.put(job)
+        return job.future.result(timeout=timeout_s)
+
+    def close(self) -> None:
+        """Stop the writer thread after it has finished what it holds."""
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join(timeout=10)
+            self._writer = None
+
+    # -- the writer --------------------------------------------------------------------
+
+    def _start_writer(self) -> None:
+        if self._writer is not None:
+            return
+        with self._writer_lock:
+            if self._closed:
+                raise StorageError("the access service is closed")
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._run, name="libshare-decision-writer", daemon=True
+                )
+                self._writer.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs = [first]
+            stop = False
+            while len(jobs) < self.max_batch:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                jobs.append(job)
+            self._process(jobs)
+            if stop:
+                return
+
+    def _process(self, jobs: list[_Job]) -> None:
+        results: list[tuple[_Job, CheckResult | BaseException]] = []
+        appenders: dict[str, Appender] = {}
+        try:
+            with self.db.session() as session:
+                batch = _Batch(session, appenders)
+                for job in jobs:
+                    try:
+                        results.append((job, self._decide(batch, job.request)))
+                    except LedgerError as exc:  # this request only: nothing was staged
+                        results.append((job, exc))
+                for appender in appenders.values():
+                    appender.write()
+                self._write_counters(batch)
+            for appender in appenders.values():  # committed: the frontiers move on
+                appender.trail.promote(appender)
+        except BaseException as exc:  # the transaction failed: nobody's decision counts
+            failure = StorageError(
+                f"the decision could not be recorded ({type(exc).__name__}: {exc})",
+                hint="retry the request; nothing was recorded",
+            )
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(failure)
+            return
+        finally:
+            for appender in appenders.values():
+                appender.trail.lock.release()
+        self._counters.update(batch.counters)
+        for job, outcome in results:
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
+
+    def _decide(self, batch: _Batch, req: ShareRequest) -> CheckResult:
+        at = self.clock()
+        index = self._index.refresh(batch.session)
+        resource = index.resources.get(req.resource_id)
+        if resource is None:
+            raise NotFound(
+                f"resource {req.resource_id} is not registered",
+                hint="check the id, or wait for the index to catch up with the chain",
+            )
+        supplier, licence_id = resource
+        licence = self._index.licence(batch.session, licence_id, at)
+        tier = index.tiers.get(req.requesting_member)
+        request = Request(
+            req.resource_id, None, req.requesting_member, -1 if tier is None else tier,
+            req.patron, req.patron_category, req.purpose, req.method, req.scope,
+            req.destination_country, req.campaign, at,
+        )  # fmt: skip
+        if tier is None:
             # The profile's member filters assume a consortium member; a stranger is
             # refused before any term is read.
-            return Decision(
-                Outcome.deny,
-                Reason.member_not_allowed,
-                "consortium",
-                f"{request.requesting_member} is not a consortium member",
-                licence.licence_id if licence else None,
-                licence.version if licence else None,
-            )
-        keys = counters_needed(licence, request)
-        counts = _read_counters(session, keys)
-        return evaluate(licence, request, counts)
+            decision = Decision(
+                Outcome.deny, Reason.member_not_allowed, "consortium",
+                f"{req.requesting_member} is not a consortium member",
+                licence.licence_id if licence else None, licence.version if licence else None,
+            )  # fmt: skip
+        else:
+            keys = counters_needed(licence, request)
+            decision = evaluate(licence, request, self._read_counters(batch, keys))
+        appender = batch.appenders.get(supplier)
+        if appender is None:
+            trail = self.trail(supplier)
+            trail.lock.acquire()  # released by _process once the batch is over
+            try:
+                appender = trail.begin(batch.session)
+            except BaseException:
+                trail.lock.release()
+                raise
+            batch.appenders[supplier] = appender
+        decision_id = f"{supplier}:{appender.size}"
+        entry = _entry(decision_id, supplier, request, decision)
+        seq, leaf = appender.append(entry)
+        if decision.outcome is Outcome.allow:
+            for key in decision.increments:
+                text = counter_key_text(key)
+                if key.since is not None:
+                    batch.events.append((text, at))
+                else:
+                    batch.counters[text] = self._counter(batch, text) + 1
+        return CheckResult(decision, supplier, decision_id, seq, leaf, entry, at)
 
-    def _licence(self, session: Session, licence_id: int, at: datetime) -> Licence | None:
+    # -- counters ------------------------------------------------------------------------
+
+    def _counter(self, batch: _Batch, text: str) -> int:
+        if text in batch.counters:
+            return batch.counters[text]
+        if text not in self._counters:
+            row = batch.session.get(CounterRow, text)
+            self._counters[text] = row.value if row else 0
+        return self._counters[text]
+
+    def _read_counters(
+        self, batch: _Batch, keys: tuple[CounterKey, ...]
+    ) -> Mapping[CounterKey, int]:
+        counts: dict[CounterKey, int] = {}
+        for key in keys:
+            text = counter_key_text(key)
+            if key.since is None:
+                counts[key] = self._counter(batch, text)
+                continue
+            # A rolling window counts the increments made at or after ``since``.
+            since = key.since
+            stmt = select(func.count()).where(
+                CounterEventRow.key == text, col(CounterEventRow.at) >= since
+            )
+            staged = sum(1 for k, at in batch.events if k == text and at >= since)
+            counts[key] = int(batch.session.exec(stmt).one()) + staged
+        return counts
+
+    def _write_counters(self, batch: _Batch) -> None:
+        if batch.counters:
+            rows = [{"key": k, "value": v} for k, v in batch.counters.items()]
+            dialect = batch.session.get_bind().dialect.name
+            maker = pg_insert if dialect == "postgresql" else sqlite_insert
+            stmt = maker(CounterRow).values(rows)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["key"], set_={"value": stmt.excluded.value}
+            )
+            batch.session.execute(stmt)
+        if batch.events:
+            batch.session.add_all(CounterEventRow(key=k, at=at) for k, at in batch.events)
+
+
+class _IndexCache:
+    """The index rows the hot path needs, cached until the indexer applies new events."""
+
+    @dataclass
+    class View:
+        resources: dict[str, tuple[str, int]]  # resource id -> (owner library id, licence)
+        tiers: dict[str, int]  # library id -> tier
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._generation = -1
+        self._view = _IndexCache.View({}, {})
+        self._licences: dict[int, Licence | None] = {}
+
+    def refresh(self, session: Session) -> _IndexCache.View:
+        if self._generation != self.db.generation:
+            generation = self.db.generation
+            members = session.exec(select(MemberRow)).all()
+            owners = {m.account: m.library_id for m in members}
+            resources = {
+                r.id: (owners[r.owner], r.licence_id)
+                for r in session.exec(select(ResourceRow)).all()
+                if r.owner in owners
+            }
+            self._view = _IndexCache.View(resources, {m.library_id: m.tier for m in members})
+            self._licences = {}
+            self._generation = generation
+        return self._view
+
+    def licence(self, session: Session, licence_id: int, at: datetime) -> Licence | None:
         if licence_id == 0:
             return None
+        if licence_id not in self._licences:
+            self._licences[licence_id] = self._load(session, licence_id, at)
+        return self._licences[licence_id]
+
+    @staticmethod
+    def _load(session: Session, licence_id: int, at: datetime) -> Licence | None:
         row = session.get(LicenceRow, licence_id)
         if row is None:
+            return None
+        version = session.get(LicenceVersionRow, (licence_id, row.latest_version))
+        if version is None:
             return None
         revoked_at = None
         if row.revoked_at is not None:
             # The index holds the revocation, so it is in force for every check from now
             # on, even if the block's timestamp runs ahead of this server's clock.
             revoked_at = min(_aware(row.revoked_at), at)
-        cached = self._licences.get((licence_id, row.latest_version))
-        if cached is None or (cached.revoked_at is None) != (revoked_at is None):
-            version = session.get(LicenceVersionRow, (licence_id, row.latest_version))
-            if version is None:
-                return None
-            terms = terms_from_json(json.loads(version.terms_json))
-            cached = Licence(
-                licence_id=licence_id,
-                version=row.latest_version,
-                licensor=row.licensor,
-                terms=terms,
-                revoked_at=revoked_at,
-            )
-            self._licences[(licence_id, row.latest_version)] = cached
-        return cached
+        return Licence(
+            licence_id=licence_id,
+            version=row.latest_version,
+            licensor=row.licensor,
+            terms=terms_from_json(json.loads(version.terms_json)),
+            revoked_at=revoked_at,
+        )
 
 
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)  # SQLite drops the zone; the index stores UTC
-
-
-def _read_counters(session: Session, keys: tuple[CounterKey, ...]) -> Mapping[CounterKey, int]:
-    counts: dict[CounterKey, int] = {}
-    fixed = {counter_key_text(k): k for k in keys if k.since is None}
-    if fixed:
-        rows = session.exec(select(CounterRow).where(col(CounterRow.key).in_(list(fixed))))
-        counts.update({fixed[row.key]: row.value for row in rows})
-    for key in keys:
-        if key.since is not None:
-            # A rolling window counts the increments made at or after ``since``.
-            stmt = select(func.count()).where(
-                CounterEventRow.key == counter_key_text(key), CounterEventRow.at >= key.since
-            )
-            counts[key] = int(session.exec(stmt).one())
-    return counts
-
-
-def _increment(session: Session, key: CounterKey, at: datetime) -> None:
-    text = counter_key_text(key)
-    if key.since is not None:
-        session.add(CounterEventRow(key=text, at=at))
-        return
-    row = session.get(CounterRow, text)
-    if row is None:
-        session.add(CounterRow(key=text, value=1))
-    else:
-        row.value += 1
-        session.add(row)
 
 
 def _entry(decision_id: str, supplier: str, request: Request, decision: Decision) -> bytes:

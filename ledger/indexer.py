@@ -102,6 +102,8 @@ class Indexer:
                 for log in logs:
                     applied += self._apply(session, log)
                 session.merge(CursorRow(name=self.cursor_name, block=end))
+            if logs:
+                self.db.generation += 1
             start = end + 1
         return applied
 

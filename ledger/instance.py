@@ -123,6 +123,7 @@ class Instance:
         return self.indexer.sync()
 
     def close(self) -> None:
+        self.access.close()
         self.db.close()
         self.chain.close()
 

@@ -145,6 +145,8 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.generation = 0
+        """Bumped whenever the indexer applies events, so caches of index rows refresh."""
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
 from ledger import merkle
@@ -31,12 +31,19 @@ class TreeHead:
 
 
 class Appender:
-    """Appends entries inside one open transaction; see :meth:`Trail.appending`."""
+    """Stages appends to one trail inside a caller's transaction.
 
-    def __init__(self, trail: Trail, session: Session, frontier: merkle.CompactRange) -> None:
+    Rows are collected and written with :meth:`write` in one statement per table; the
+    trail's in-memory frontier moves only when :meth:`Trail.promote` is called after the
+    commit, so a rolled-back transaction leaves no trace.
+    """
+
+    def __init__(self, trail: Trail, frontier: merkle.CompactRange, session: Session) -> None:
         self.trail = trail
         self.session = session
         self._frontier = frontier
+        self._entries: list[dict[str, object]] = []
+        self._nodes: list[dict[str, object]] = []
 
     @property
     def size(self) -> int:
@@ -44,18 +51,25 @@ class Appender:
 
     def append(self, body: bytes) -> tuple[int, LeafHash]:
         """Add one entry; return its sequence number and leaf hash."""
+        member = self.trail.member
         seq = self._frontier.size
         leaf = merkle.leaf_hash(body)
         completed = self._frontier.append(leaf)
-        self.session.add(
-            TrailEntryRow(member=self.trail.member, seq=seq, body=body, leaf_hash=leaf)
-        )
+        self._entries.append({"member": member, "seq": seq, "body": body, "leaf_hash": leaf})
         for level, index, digest in completed:
             if level > 0:  # level 0 is the leaf hash, already in trail_entry
-                self.session.add(
-                    TrailNodeRow(member=self.trail.member, level=level, index=index, hash=digest)
+                self._nodes.append(
+                    {"member": member, "level": level, "index": index, "hash": digest}
                 )
         return seq, leaf
+
+    def write(self) -> None:
+        """Insert the staged rows (inside the open transaction)."""
+        if self._entries:
+            self.session.execute(insert(TrailEntryRow), self._entries)
+        if self._nodes:
+            self.session.execute(insert(TrailNodeRow), self._nodes)
+        self._entries, self._nodes = [], []
 
 
 class Trail:
@@ -71,15 +85,29 @@ class Trail:
     def appending(self) -> Iterator[Appender]:
         """Open a transaction to append entries; it commits when the block exits cleanly.
 
-        Appends to one trail are serialised; the in-memory frontier advances only after
-        the commit succeeds, so a rolled-back append leaves no trace anywhere.
+        The appender's ``session`` attribute is the open session, for writing whatever
+        else belongs to the same transaction.
         """
         with self._lock:
             with self.db.session() as session:
-                current = self._load_frontier(session)
-                frontier = merkle.CompactRange(current.size, current.hashes)
-                yield Appender(self, session, frontier)
-            self._frontier = frontier
+                appender = self.begin(session)
+                yield appender
+                appender.write()
+            self.promote(appender)
+
+    def begin(self, session: Session) -> Appender:
+        """Start staging appends on top of the committed trail (caller serialises appends)."""
+        current = self._load_frontier(session)
+        return Appender(self, merkle.CompactRange(current.size, current.hashes), session)
+
+    def promote(self, appender: Appender) -> None:
+        """Adopt the appender's frontier once its transaction has committed."""
+        self._frontier = appender._frontier
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held by whoever appends to this trail."""
+        return self._lock
 
     def head(self) -> TreeHead:
         """The current size and root."""
