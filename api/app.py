@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 from sqlmodel import col, select
 
 from api import problems
+from api.deps import InstanceDep, Reader
+from api.routes import access, licences
 from ledger import __version__
 from ledger.instance import Instance, InstanceConfig
 from ledger.store import CursorRow, MemberRow
@@ -37,14 +38,6 @@ class MemberPublic(BaseModel):
     admitted_block: int
 
 
-def get_instance(request: Request) -> Instance:
-    """The data dir opened at start-up."""
-    instance: Instance = request.app.state.instance
-    return instance
-
-
-InstanceDep = Annotated[Instance, Depends(get_instance)]
-
 router = APIRouter(prefix="/v1")
 
 
@@ -63,7 +56,7 @@ def health(instance: InstanceDep) -> HealthPublic:
 
 
 @router.get("/members", response_model=list[MemberPublic], tags=["consortium"])
-def members(instance: InstanceDep) -> list[MemberPublic]:
+def members(instance: InstanceDep, caller: Reader) -> list[MemberPublic]:
     """The consortium's member libraries, as the chain admitted them."""
     instance.sync()
     with instance.db.session() as session:
@@ -91,6 +84,7 @@ def create_app(config: InstanceConfig) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-
     app.include_router(router)
+    app.include_router(licences.router)
+    app.include_router(access.router)
     return app

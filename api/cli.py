@@ -126,6 +126,60 @@ def serve(
     uvicorn.run(create_app(config), host=host, port=port, log_level="info")
 
 
+keys_app = typer.Typer(help="API keys: one per (member, role), shown once, stored hashed.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    member: Annotated[str, typer.Option(help="Library id, e.g. CN-XJTU")],
+    role: Annotated[str, typer.Option(help="admin | member | delivery | auditor")],
+    label: Annotated[str, typer.Option(help="A note on who holds it")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key and print it once."""
+    settings = _settings(data_dir)
+
+    def go() -> str:
+        with Instance(settings.instance_config()) as instance:
+            instance.sync()
+            token, principal = instance.apikeys.create(member, role, label=label)
+            err.print(
+                f"created {principal.role.value} key {principal.key_id} for {principal.member}; "
+                "it is shown once — store it now"
+            )
+            return token
+
+    sys.stdout.write(_run(go) + "\n")
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """List API keys (never their secrets)."""
+    settings = _settings(data_dir)
+
+    def go() -> None:
+        with Instance(settings.instance_config()) as instance:
+            for k in instance.apikeys.list():
+                state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+                console.print(f"{k.key_id}  {k.member:<12} {k.role.value:<9} {state}  {k.label}")
+
+    _run(go)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
+    """Revoke an API key at once."""
+    settings = _settings(data_dir)
+
+    def go() -> None:
+        with Instance(settings.instance_config()) as instance:
+            instance.apikeys.revoke(key_id)
+
+    _run(go)
+    err.print(f"revoked {key_id}")
+
+
 @app.command()
 def version() -> None:
     """Print the libshare version."""

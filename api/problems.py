@@ -25,6 +25,7 @@ from ledger.errors import (
     PermissionDenied,
     ProofError,
     StorageError,
+    Unauthenticated,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -34,6 +35,7 @@ TYPE_BASE = "https://libshare.example/problems/"
 STATUS: list[tuple[type[LedgerError], int, str]] = [
     (InvalidInput, 422, "invalid-input"),
     (NotFound, 404, "not-found"),
+    (Unauthenticated, 401, "unauthenticated"),
     (PermissionDenied, 403, "permission-denied"),
     (Conflict, 409, "conflict"),
     (ContractReverted, 409, "contract-refused"),
@@ -54,7 +56,10 @@ async def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LedgerError)
     for family, status, slug in STATUS:
         if isinstance(exc, family):
-            return problem(status, slug, exc.title, str(exc))
+            response = problem(status, slug, exc.title, str(exc))
+            if status == 401:
+                response.headers["WWW-Authenticate"] = "Bearer"
+            return response
     return problem(500, "ledger-error", exc.title, str(exc))
 
 

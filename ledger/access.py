@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
@@ -49,6 +49,7 @@ from ledger.store import (
     CounterEventRow,
     CounterRow,
     Database,
+    DeliveryGrantRow,
     LicenceRow,
     LicenceVersionRow,
     MemberRow,
@@ -142,6 +143,7 @@ def counter_key_text(key: CounterKey) -> str:
 @dataclass
 class _Job:
     request: ShareRequest
+    grant_to: str | None = None  # API key id allowed to fetch the content once, if allowed
     future: Future[CheckResult] = field(default_factory=Future)
 
 
@@ -153,6 +155,7 @@ class _Batch:
     appenders: dict[str, Appender] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)  # fixed windows, new values
     events: list[tuple[str, datetime]] = field(default_factory=list)  # rolling windows
+    grants: list[DeliveryGrantRow] = field(default_factory=list)
 
 
 class AccessService:
@@ -164,10 +167,12 @@ class AccessService:
         clock: Callable[[], datetime],
         *,
         max_batch: int = 512,
+        grant_validity: timedelta = timedelta(minutes=5),
     ) -> None:
         self.db = db
         self.clock = clock
         self.max_batch = max_batch
+        self.grant_validity = grant_validity
         self._trails: dict[str, Trail] = {}
         self._trails_lock = threading.Lock()
         self._index = _IndexCache(db)
@@ -192,9 +197,15 @@ class AccessService:
         """
         return self.check_request(ShareRequest.parse(**fields))  # type: ignore[arg-type]
 
-    def check_request(self, request: ShareRequest, *, timeout_s: float = 30.0) -> CheckResult:
-        """Decide a parsed request; returns once the decision is committed."""
-        job = _Job(request)
+    def check_request(
+        self, request: ShareRequest, *, grant_to: str | None = None, timeout_s: float = 30.0
+    ) -> CheckResult:
+        """Decide a parsed request; returns once the decision is committed.
+
+        With ``grant_to`` (an API key id), an allowed decision also records a one-time
+        permission for that key to fetch the content within ``grant_validity``.
+        """
+        job = _Job(request, grant_to)
         self._start_writer()
         self._queue.put(job)
         return job.future.result(timeout=timeout_s)
@@ -249,7 +260,7 @@ class AccessService:
                 batch = _Batch(session, appenders)
                 for job in jobs:
                     try:
-                        results.append((job, self._decide(batch, job.request)))
+                        results.append((job, self._decide(batch, job)))
                     except LedgerError as exc:  # this request only: nothing was staged
                         results.append((job, exc))
                 for appender in appenders.values():
@@ -276,7 +287,8 @@ class AccessService:
             else:
                 job.future.set_result(outcome)
 
-    def _decide(self, batch: _Batch, req: ShareRequest) -> CheckResult:
+    def _decide(self, batch: _Batch, job: _Job) -> CheckResult:
+        req = job.request
         at = self.clock()
         index = self._index.refresh(batch.session)
         resource = index.resources.get(req.resource_id)
@@ -318,6 +330,15 @@ class AccessService:
         entry = _entry(decision_id, supplier, request, decision)
         seq, leaf = appender.append(entry)
         if decision.outcome is Outcome.allow:
+            if job.grant_to is not None:
+                batch.grants.append(
+                    DeliveryGrantRow(
+                        decision_id=decision_id,
+                        resource_id=req.resource_id,
+                        key_id=job.grant_to,
+                        expires_at=at + self.grant_validity,
+                    )
+                )
             for key in decision.increments:
                 text = counter_key_text(key)
                 if key.since is not None:
@@ -366,6 +387,8 @@ class AccessService:
             batch.session.execute(stmt)
         if batch.events:
             batch.session.add_all(CounterEventRow(key=k, at=at) for k, at in batch.events)
+        if batch.grants:
+            batch.session.add_all(batch.grants)
 
 
 class _IndexCache:

@@ -8,6 +8,7 @@ HTTP status codes in one place; the command line prints ``str(error)`` on one li
     ├── InvalidInput        (also ValueError)   bad value from a caller
     ├── NotFound            (also LookupError)  no such member, resource, licence...
     ├── PermissionDenied    (also PermissionError)
+    │   └── Unauthenticated                      no credentials, or unknown / revoked ones
     ├── Conflict                                 the state forbids it (already exists...)
     ├── ProofError          (also ValueError)   a Merkle proof or trail does not verify
     │   └── RootMismatch                         carries the expected and computed roots
@@ -59,6 +60,12 @@ class PermissionDenied(LedgerError, PermissionError):
     """The caller's key or role may not do this."""
 
     title = "Permission denied"
+
+
+class Unauthenticated(PermissionDenied):
+    """The caller presented no credentials, or credentials that are unknown or revoked."""
+
+    title = "Authentication required"
 
 
 class Conflict(LedgerError):

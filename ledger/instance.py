@@ -18,10 +18,11 @@ from pathlib import Path
 from web3 import Web3
 
 from ledger.access import AccessService
+from ledger.apikeys import ApiKeys
 from ledger.chain import Chain
 from ledger.errors import ConfigError
 from ledger.indexer import Indexer
-from ledger.keys import STANDARD_SCRYPT_N, Keystore
+from ledger.keys import STANDARD_SCRYPT_N, Keystore, MemberKeys
 from ledger.onchain import CONTRACTS, ConsortiumContracts, Deployment
 from ledger.store import Database
 
@@ -68,6 +69,8 @@ class Instance:
         )
         self.clock = clock
         self.access = AccessService(self.db, clock)
+        self.apikeys = ApiKeys(self.db, clock)
+        self._unlocked: dict[str, MemberKeys] = {}
         self._deployment_file = deployment_file
         self.contracts: ConsortiumContracts | None = None
         self.indexer: Indexer | None = None
@@ -107,6 +110,13 @@ class Instance:
     def record_deployment(self, contracts: ConsortiumContracts) -> None:
         contracts.deployment.save(self._deployment_file)
         self.attach(contracts.deployment)
+
+    def member_keys(self, library_id: str) -> MemberKeys:
+        """The unlocked keys of a member this instance serves (unlocked once, then kept)."""
+        keys = self._unlocked.get(library_id)
+        if keys is None:
+            keys = self._unlocked[library_id] = self.keystore.load(library_id)
+        return keys
 
     def require_contracts(self) -> ConsortiumContracts:
         if self.contracts is None:

@@ -133,6 +133,32 @@ class CounterEventRow(SQLModel, table=True):
     at: datetime = Field(index=True)
 
 
+class ApiKeyRow(SQLModel, table=True):
+    """An API key: only the sha-256 of its secret is kept; the key is shown once."""
+
+    __tablename__ = "api_key"
+
+    key_id: str = Field(primary_key=True)
+    member: str = Field(index=True)  # library id
+    role: str
+    secret_hash: str
+    label: str = ""
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class DeliveryGrantRow(SQLModel, table=True):
+    """Permission to fetch one resource's content, once, for an allowed decision."""
+
+    __tablename__ = "delivery_grant"
+
+    decision_id: str = Field(primary_key=True)
+    resource_id: str
+    key_id: str  # the API key that asked; only it may fetch
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
 class CursorRow(SQLModel, table=True):
     __tablename__ = "cursor"
 

@@ -22,7 +22,10 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     result = CliRunner().invoke(cli, ["demo", "--data-dir", str(data_dir), "--checks", "5"])
     assert result.exit_code == 0, result.output
     config = InstanceConfig(data_dir, DEMO_PASSWORD, scrypt_n=LIGHT_SCRYPT_N)
-    with TestClient(create_app(config)) as test_client:
+    app = create_app(config)
+    with TestClient(app) as test_client:
+        token, _ = app.state.instance.apikeys.create("CN-XJTU", "auditor")
+        test_client.headers["Authorization"] = f"Bearer {token}"
         yield test_client
 
 
