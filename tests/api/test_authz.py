@@ -1,4 +1,4 @@
-"""The authorisation matrix: every route × every role × own vs foreign member.
+"""The authorisation matrix: every route, every role, own and foreign member.
 
 CN-A owns the licence and the resource; "own" calls use CN-A's keys (or, for access
 checks, ask for CN-A's own patrons), "foreign" calls use CN-B's keys on CN-A's things
