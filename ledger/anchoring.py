@@ -2,18 +2,30 @@
 
 :func:`anchor_trail` sends the member's current tree head with the RFC 9162 consistency
 proof from its previously anchored head; the TrailAnchor contract checks that proof, so
-the chain refuses any head that rewrites history. :func:`verify_member_trail` reads the
-anchored heads from the chain's own events, not from this server's index.
+the chain refuses any head that rewrites history. :func:`queue_anchor` does the same
+through the durable outbox (:mod:`ledger.outbox`), so it works while the node is down.
+:func:`verify_member_trail` reads the anchored heads from the chain's own events, not
+from this server's index.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hmac
+
 from eth_account.signers.local import LocalAccount
+from sqlmodel import col, select
+from web3 import Web3
 
 from ledger.audit import Head, TrailReport, verify_trail
-from ledger.errors import Conflict
+from ledger.errors import ChainUnavailable, Conflict
 from ledger.instance import Instance
 from ledger.onchain import AnchoredHead
+from ledger.outbox import Outbox
+from ledger.store import AnchoredHeadRow
+
+ANCHOR = "anchor"
+"""The outbox kind of trail anchors."""
 
 
 def anchor_trail(instance: Instance, library_id: str, member: LocalAccount) -> AnchoredHead | None:
@@ -48,3 +60,68 @@ def verify_member_trail(instance: Instance, library_id: str, account: str) -> Tr
     trail = instance.access.trail(library_id)
     entries = ((row.seq, row.body, row.leaf_hash) for row in trail.entries())
     return verify_trail(entries, heads)
+
+
+def queue_anchor(
+    instance: Instance, outbox: Outbox, library_id: str, member: str | LocalAccount
+) -> int | None:
+    """Queue the current head of ``library_id``'s trail for anchoring; return the outbox row.
+
+    ``member`` is the account (or its key) that anchors. Returns None when the head is
+    no larger than the last head anchored or queued.
+
+    The consistency proof starts from the last head *anchored or queued*: the larger of
+    the index's latest anchored head and the newest outbox anchor that has not failed.
+    The outbox signs a sender's rows one at a time, in order, each after the previous
+    one is mined, so a queued head's proof is checked against exactly the head it was
+    built from. If that earlier anchor fails, the ones built on it fail too (at their
+    ``eth_call``, spending no nonce) and the next call here starts again from what the
+    index holds. Everything is read locally, so anchors queue while the node is down.
+    The idempotency key names both sizes; asking again for an anchor that already failed
+    with the same sizes returns that failed row rather than repeating a refused write.
+
+    An anchor that fails with ``TrailAnchorSizeNotIncreasing`` means the chain already
+    holds a head at least that large (anchored by another writer): anchoring is
+    cumulative, so no entry is left uncovered; :func:`verify_member_trail` checks that
+    the chain's head is a head of this trail.
+    """
+    contracts = instance.require_contracts()
+    account = Web3.to_checksum_address(member if isinstance(member, str) else member.address)
+    with contextlib.suppress(ChainUnavailable):
+        instance.sync()  # best effort: learn heads anchored by other writers meanwhile
+    trail = instance.access.trail(library_id)
+    head = trail.head()
+    with instance.db.session() as session:
+        stmt = (
+            select(AnchoredHeadRow)
+            .where(AnchoredHeadRow.member == account)
+            .order_by(col(AnchoredHeadRow.size).desc())
+            .limit(1)
+        )
+        anchored = session.exec(stmt).first()
+    base = 0
+    if anchored is not None:
+        if anchored.size > head.size:
+            raise Conflict(
+                f"the chain has a head of size {anchored.size} for {library_id}, but the local "
+                f"trail has only {head.size} entries",
+                hint="this database is behind the chain; restore the trail before anchoring",
+            )
+        if not hmac.compare_digest(
+            trail.root_at(anchored.size), bytes.fromhex(anchored.root.removeprefix("0x"))
+        ):
+            raise Conflict(
+                f"the local trail of {library_id} does not match its anchored head of size "
+                f"{anchored.size}",
+                hint="run `libshare audit verify` to find the first entry that differs",
+            )
+        base = anchored.size
+    queued = outbox.last(ANCHOR, account)
+    if queued is not None:
+        args = contracts.trail.decode_function_input(queued.calldata)[1]
+        base = max(base, int(args["size"]))
+    if head.size <= base:
+        return None
+    proof = trail.consistency_proof(base, head.size) if base else []
+    fn = contracts.trail.functions.anchor(head.size, head.root, proof)
+    return outbox.enqueue(ANCHOR, f"{ANCHOR}:{account}:{base}:{head.size}", account, fn)

@@ -13,15 +13,24 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
 from eth_account.signers.local import LocalAccount
+from eth_tester.exceptions import TransactionFailed
+from eth_utils.exceptions import ValidationError as EthValidationError
+from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
+from web3.exceptions import (
+    ContractLogicError,
+    TimeExhausted,
+    TransactionNotFound,
+    Web3Exception,
+)
 from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
 
 from ledger.contracts import ALL_ABIS, decode_revert, load_artifact, revert_data_from
@@ -29,6 +38,15 @@ from ledger.embedded import EmbeddedChain
 from ledger.errors import ChainError, ChainUnavailable, ContractReverted
 
 RECEIPT_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class SignedTx:
+    """A signed transaction not yet sent: the exact bytes to send, and their hash."""
+
+    raw: bytes
+    tx_hash: bytes
+    nonce: int
 
 
 class Chain:
@@ -104,7 +122,7 @@ class Chain:
 
     def call(self, fn: ContractFunction, *, block: BlockIdentifier = "latest") -> Any:
         """Run a view function and return its result."""
-        with self.translate_errors():
+        with self._translate_refusals():
             return fn.call(block_identifier=block)
 
     def block_number(self) -> int:
@@ -119,7 +137,7 @@ class Chain:
         Reverts are detected before sending (gas estimation runs the call) and raised as
         :class:`ContractReverted` with the contract's custom error decoded.
         """
-        with self._lock, self.translate_errors():
+        with self._lock, self._translate_refusals():
             params: TxParams = {
                 "from": sender.address,
                 "nonce": Nonce(self._next_nonce(sender.address)),
@@ -131,7 +149,7 @@ class Chain:
         """Deploy the artifact ``name`` with constructor ``args``; return (address, receipt)."""
         artifact = load_artifact(name)
         factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-        with self._lock, self.translate_errors():
+        with self._lock, self._translate_refusals():
             params: TxParams = {
                 "from": sender.address,
                 "nonce": Nonce(self._next_nonce(sender.address)),
@@ -145,7 +163,7 @@ class Chain:
 
     def send_value(self, sender: LocalAccount, to: str, wei: int) -> TxReceipt:
         """Send ``wei`` from ``sender`` to ``to``."""
-        with self._lock, self.translate_errors():
+        with self._lock, self._translate_refusals():
             tx: TxParams = {
                 "from": sender.address,
                 "to": Web3.to_checksum_address(to),
@@ -180,6 +198,99 @@ class Chain:
     def balance(self, address: str) -> int:
         with self.translate_errors():
             return int(self.w3.eth.get_balance(Web3.to_checksum_address(address)))
+
+    # -- one step at a time (for the durable outbox) --------------------------------
+
+    def pending_nonce(self, address: str) -> int:
+        """The next nonce the node expects from ``address``, counting its pending transactions."""
+        with self.translate_errors():
+            return int(
+                self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending")
+            )
+
+    def mined_nonce(self, address: str) -> int:
+        """How many transactions from ``address`` the latest block includes."""
+        with self.translate_errors():
+            return int(
+                self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "latest")
+            )
+
+    def sign_call(self, sender: LocalAccount, to: str, data: bytes, nonce: int) -> SignedTx:
+        """Check, price and sign a call of ``data`` on ``to`` with ``nonce``; send nothing.
+
+        The call runs first as an ``eth_call``, so a revert raises :class:`ContractReverted`
+        (custom error decoded) before a nonce is spent on it.
+        """
+        with self._lock, self._translate_refusals():
+            call: TxParams = {
+                "from": sender.address,
+                "to": Web3.to_checksum_address(to),
+                "data": data,
+                "value": Wei(0),
+            }
+            self.w3.eth.call(call)
+            tx: TxParams = {
+                **call,
+                "nonce": Nonce(nonce),
+                "chainId": self.w3.eth.chain_id,
+                "gas": self.w3.eth.estimate_gas(call),
+            }
+            tx.update(self._fees())  # type: ignore[typeddict-item]
+            signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
+            return SignedTx(bytes(signed.raw_transaction), bytes(signed.hash), nonce)
+
+    def send_raw(self, raw: bytes) -> bytes:
+        """Send a signed transaction exactly as it is; return its hash without waiting.
+
+        A node that refuses it (already known, nonce too low, underpriced...) raises
+        :class:`ChainError` with the node's words; the caller decides from the receipt
+        and the sender's nonce whether it is in anyway.
+        """
+        with self._lock, self._translate_refusals():
+            tx_hash = self.w3.eth.send_raw_transaction(raw)
+            self._committed()
+            return bytes(tx_hash)
+
+    def receipt(self, tx_hash: bytes) -> TxReceipt | None:
+        """The receipt of ``tx_hash``; None while it is not mined (or unknown to the node)."""
+        with self.translate_errors():
+            try:
+                return self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+            except TransactionNotFound:
+                return None
+
+    def is_known(self, tx_hash: bytes) -> bool:
+        """Whether the node holds ``tx_hash``, mined or waiting in its pool."""
+        with self.translate_errors():
+            try:
+                self.w3.eth.get_transaction(HexBytes(tx_hash))
+            except TransactionNotFound:
+                return False
+            return True
+
+    def revert_of(self, sender: str, to: str, data: bytes, receipt: TxReceipt) -> ChainError:
+        """Why the mined call of ``data`` on ``to`` failed (status 0), decoded by replaying it."""
+        call: TxParams = {
+            "from": Web3.to_checksum_address(sender),
+            "to": Web3.to_checksum_address(to),
+            "data": data,
+        }
+        try:
+            with self._translate_refusals():
+                return self._replay_revert(call, receipt)
+        except ContractReverted as exc:
+            return exc
+
+    @contextmanager
+    def _translate_refusals(self) -> Iterator[None]:
+        """:meth:`translate_errors`, plus the in-process EVM's own ways of refusing."""
+        with self.translate_errors():
+            try:
+                yield
+            except TransactionFailed as exc:  # eth-tester's revert, not a web3 exception
+                raise _reverted(exc) from exc
+            except EthValidationError as exc:  # eth-tester's "nonce too low" and the like
+                raise ChainError(f"the {self.description} refused the transaction: {exc}") from exc
 
     # -- internals -----------------------------------------------------------------
 
