@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from api import problems
 from api.deps import InstanceDep, Reader
-from api.routes import access, licences
+from api.routes import access, licences, resources
 from ledger import __version__
 from ledger.instance import Instance, InstanceConfig
 from ledger.store import CursorRow, MemberRow
@@ -87,4 +87,5 @@ def create_app(config: InstanceConfig) -> FastAPI:
     app.include_router(router)
     app.include_router(licences.router)
     app.include_router(access.router)
+    app.include_router(resources.router)
     return app

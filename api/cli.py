@@ -115,6 +115,7 @@ def serve(
     rpc: Rpc = None,
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs) over the data dir."""
     import uvicorn
@@ -123,7 +124,7 @@ def serve(
 
     settings = _settings(data_dir, rpc)
     config = _run(settings.instance_config)
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="info", access_log=access_log)
 
 
 keys_app = typer.Typer(help="API keys: one per (member, role), shown once, stored hashed.")
@@ -190,3 +191,7 @@ def version() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -146,7 +146,7 @@ def _set_up(instance: Instance, console: Console) -> dict[str, MemberKeys]:
     rng = random.Random(2026)
     registered = 0
     for index, member in enumerate(MEMBERS):
-        owner = keys[member.library_id].account
+        owner = keys[member.library_id]
         items = _resources_for(rng, member, index, licences[member.library_id])
         registered += len(register_resources(instance, owner, items))
     console.print(f"  registered {registered} resources with their sha-256 and CID")

@@ -6,8 +6,8 @@ roles with an ``if``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -19,7 +19,7 @@ from ledger.instance import Instance
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer lsk_…`")
 
 
-def get_instance(request: Request) -> Instance:
+async def get_instance(request: Request) -> Instance:
     """The data dir opened at start-up."""
     instance: Instance = request.app.state.instance
     return instance
@@ -28,7 +28,7 @@ def get_instance(request: Request) -> Instance:
 InstanceDep = Annotated[Instance, Depends(get_instance)]
 
 
-def get_principal(
+async def get_principal(
     instance: InstanceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -36,11 +36,11 @@ def get_principal(
     return instance.apikeys.authenticate(credentials.credentials if credentials else None)
 
 
-def requires(*roles: Role) -> Callable[..., Principal]:
+def requires(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """A dependency that admits only callers holding one of ``roles``."""
     allowed = frozenset(roles)
 
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise PermissionDenied(

@@ -22,6 +22,7 @@ from ledger.errors import (
     InvalidInput,
     LedgerError,
     NotFound,
+    PayloadTooLarge,
     PermissionDenied,
     ProofError,
     StorageError,
@@ -33,6 +34,7 @@ TYPE_BASE = "https://libshare.example/problems/"
 
 # Most specific first: the first family an error belongs to decides its status.
 STATUS: list[tuple[type[LedgerError], int, str]] = [
+    (PayloadTooLarge, 413, "payload-too-large"),
     (InvalidInput, 422, "invalid-input"),
     (NotFound, 404, "not-found"),
     (Unauthenticated, 401, "unauthenticated"),

@@ -205,10 +205,14 @@ class AccessService:
         With ``grant_to`` (an API key id), an allowed decision also records a one-time
         permission for that key to fetch the content within ``grant_validity``.
         """
+        return self.submit(request, grant_to=grant_to).result(timeout=timeout_s)
+
+    def submit(self, request: ShareRequest, *, grant_to: str | None = None) -> Future[CheckResult]:
+        """Queue a parsed request; the future resolves once its decision is committed."""
         job = _Job(request, grant_to)
         self._start_writer()
         self._queue.put(job)
-        return job.future.result(timeout=timeout_s)
+        return job.future
 
     def close(self) -> None:
         """Stop the writer thread after it has finished what it holds."""

@@ -6,6 +6,7 @@ HTTP status codes in one place; the command line prints ``str(error)`` on one li
 
     LedgerError
     ├── InvalidInput        (also ValueError)   bad value from a caller
+    │   └── PayloadTooLarge                      an upload beyond the instance's limit
     ├── NotFound            (also LookupError)  no such member, resource, licence...
     ├── PermissionDenied    (also PermissionError)
     │   └── Unauthenticated                      no credentials, or unknown / revoked ones
@@ -72,6 +73,12 @@ class Conflict(LedgerError):
     """The current state forbids the change (already registered, revoked, taken...)."""
 
     title = "Conflict"
+
+
+class PayloadTooLarge(InvalidInput):
+    """An upload or a request is larger than this instance accepts."""
+
+    title = "Payload too large"
 
 
 class ProofError(LedgerError, ValueError):

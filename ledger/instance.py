@@ -5,7 +5,8 @@ The data directory holds everything an instance needs on the embedded default::
     <data-dir>/chain.sqlite      the in-process chain (absent when a JSON-RPC URL is used)
     <data-dir>/libshare.sqlite   the event index, usage trails and counters (SQLite)
     <data-dir>/deployment.json   where the consortium's contracts live on that chain
-    <data-dir>/keys/             keystore v3 files: member account keys and patron keys
+    <data-dir>/keys/             keystore v3 files: member account, patron and KEK keys
+    <data-dir>/blocks/           the local blockstore (absent when an IPFS node is used)
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from web3 import Web3
 
 from ledger.access import AccessService
 from ledger.apikeys import ApiKeys
+from ledger.blockstore import LocalBlockstore
 from ledger.chain import Chain
+from ledger.content import ContentStore
 from ledger.errors import ConfigError
 from ledger.indexer import Indexer
 from ledger.keys import STANDARD_SCRYPT_N, Keystore, MemberKeys
@@ -35,8 +38,17 @@ class InstanceConfig:
     keystore_password: str
     chain_url: str | None = None  # None: the embedded chain in the data dir
     database_url: str | None = None  # None: SQLite in the data dir
+    ipfs_api: str | None = None  # None: the local blockstore in the data dir
     confirmations: int = 0
     scrypt_n: int = STANDARD_SCRYPT_N
+
+
+def _content_store(config: InstanceConfig) -> ContentStore:
+    if config.ipfs_api:
+        from ledger.kubo import KuboStore
+
+        return KuboStore(config.ipfs_api)
+    return LocalBlockstore(config.data_dir / "blocks")
 
 
 def utc_now() -> datetime:
@@ -64,6 +76,7 @@ class Instance:
         else:
             self.chain = Chain.open_rpc(config.chain_url)
         self.db = Database(config.database_url or f"sqlite:///{data_dir / 'libshare.sqlite'}")
+        self.content = _content_store(config)
         self.keystore = Keystore(
             data_dir / "keys", config.keystore_password, scrypt_n=config.scrypt_n
         )

@@ -1,8 +1,9 @@
 """Keys at rest: Ethereum keystore v3 files (scrypt + AES-128-CTR) in the data dir.
 
-A member library holds two secrets: its chain account key, which signs every write to
-the consortium contracts, and its patron key, under which patron ids become HMAC-SHA-256
-pseudonyms. Both are 32 random bytes and both are kept as keystore v3 files, so the same
+A member library holds three secrets: its chain account key, which signs every write to
+the consortium contracts; its patron key, under which patron ids become HMAC-SHA-256
+pseudonyms; and its key-encryption key (KEK), which wraps the data key of each restricted
+resource it stores. Each is 32 random bytes kept as a keystore v3 file, so the same
 well-known format (and tooling) protects them. Deleting a patron key file makes that
 member's pseudonyms unlinkable (crypto-shredding) while the trail still verifies.
 """
@@ -38,6 +39,7 @@ class MemberKeys:
     library_id: str
     account: LocalAccount
     patron_key: bytes
+    kek: bytes
 
     def pseudonym(self, patron_id: str) -> PatronPseudonym:
         """HMAC-SHA-256 of ``patron_id`` under this member's patron key, in hex."""
@@ -71,16 +73,22 @@ class Keystore:
         self.folder.mkdir(parents=True, exist_ok=True)
         account_key = secrets.token_bytes(32)
         patron_key = secrets.token_bytes(32)
+        kek = secrets.token_bytes(32)
         self._write(library_id, "account", account_key)
         self._write(library_id, "patron", patron_key)
-        return MemberKeys(library_id, Account.from_key(account_key), patron_key)
+        self._write(library_id, "kek", kek)
+        return MemberKeys(library_id, Account.from_key(account_key), patron_key, kek)
 
     def load(self, library_id: str) -> MemberKeys:
         """Unlock the keys of ``library_id``."""
         _check_library_id(library_id)
         account_key = self._read(library_id, "account")
         patron_key = self._read(library_id, "patron")
-        return MemberKeys(library_id, Account.from_key(account_key), patron_key)
+        if not self._path(library_id, "kek").exists():
+            # Data dirs made before content encryption: give the member its KEK now.
+            self._write(library_id, "kek", secrets.token_bytes(32))
+        kek = self._read(library_id, "kek")
+        return MemberKeys(library_id, Account.from_key(account_key), patron_key, kek)
 
     def load_or_create(self, library_id: str) -> MemberKeys:
         if self._path(library_id, "account").exists():

@@ -1,28 +1,40 @@
 """Registering what a member shares: resources with their metadata, and licences.
 
-A resource is registered with the sha-256 of its bytes, its IPFS CID (computed here, as
-Kubo would) and the sha-256 of its Dublin Core metadata; the metadata itself stays off
-chain, in the index. Licence terms go on chain as their RFC 8785 canonical JSON (in the
-event) and its sha-256 (in storage). Every function waits for the index to catch up, so
-what it returns can be checked against at once.
+A resource's bytes go to the content store — sealed (AES-256-GCM, its data key wrapped
+by the owner's KEK) unless it is public — and it is registered with the sha-256 of its
+plaintext, the CID of what is stored (as Kubo would compute it) and the sha-256 of its
+Dublin Core metadata; the metadata itself stays off chain, in the index. Licence terms
+go on chain as their RFC 8785 canonical JSON (in the event) and its sha-256 (in storage).
+Every function waits for the index to catch up, so what it returns can be checked
+against at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import hashlib
+import stat
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import rfc8785
+from eth_abi.abi import encode
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+from sqlmodel import select
+from web3 import Web3
 
-from ledger.cid import CidBuilder, Profile
-from ledger.errors import InvalidInput
+from ledger.cid import Profile, cid_from_string
+from ledger.errors import Conflict, InvalidInput, LedgerError, StorageError
 from ledger.instance import Instance
+from ledger.keys import MemberKeys
 from ledger.licence_json import canonical_terms, terms_hash
 from ledger.licence_terms import Terms
 from ledger.onchain import ResourceInput
-from ledger.store import ResourceMetadataRow
+from ledger.sealed import new_data_key, seal, wrap_key
+from ledger.store import ResourceContentRow, ResourceMetadataRow, ResourceRow
 from ledger.types import Cid, Sha256Digest, sha256
 
 MEDIA_TYPES = ("text", "image", "audio", "video", "3d_object", "dataset")
@@ -38,13 +50,18 @@ DC_ELEMENTS = frozenset(
 
 @dataclass(frozen=True)
 class NewResource:
-    """A resource to register: its bytes, media type and Dublin Core metadata."""
+    """A resource to register: its bytes (or a file), media type and Dublin Core metadata.
 
-    data: bytes
+    Content is stored sealed (encrypted, delivered only after an allowed check) unless
+    ``public`` is set, in which case the stored CID is the plaintext's own CID.
+    """
+
+    data: bytes | Path | BinaryIO | Iterable[bytes]
     media_type: str
     metadata: dict[str, Any]
     licence_id: int = 0
     links: tuple[tuple[str, bytes], ...] = field(default=())
+    public: bool = False
 
     def __post_init__(self) -> None:
         if self.media_type not in MEDIA_TYPES:
@@ -66,70 +83,176 @@ class NewResource:
 class RegisteredResource:
     resource_id: str  # 0x-hex bytes32
     content_hash: Sha256Digest
-    cid: Cid
-    size: int
+    cid: Cid  # what is stored (the ciphertext's CID when sealed)
+    size: int  # plaintext bytes
     metadata_hash: Sha256Digest
     title: str
     media_type: str
+    sealed: bool
+
+
+def resource_id_of(owner: str, content_hash: bytes) -> str:
+    """The id ResourceRegistry gives: keccak256(abi.encode(owner, contentHash))."""
+    encoded = encode(["address", "bytes32"], [Web3.to_checksum_address(owner), content_hash])
+    return "0x" + keccak(encoded).hex()
 
 
 def register_resources(
-    instance: Instance, owner: LocalAccount, items: Sequence[NewResource]
+    instance: Instance, owner: MemberKeys, items: Sequence[NewResource]
 ) -> list[RegisteredResource]:
-    """Hash, describe and register ``items`` for ``owner``, batching on chain."""
+    """Store, describe and register ``items`` for ``owner``, batching on chain.
+
+    Content and its wrapped key are stored first; if registering on chain fails, they
+    are removed again, so nothing half-registered is left behind.
+    """
     contracts = instance.require_contracts()
-    inputs: list[ResourceInput] = []
-    prepared: list[tuple[RegisteredResource, str]] = []
-    for item in items:
-        builder = CidBuilder(Profile.KUBO_V0)
-        builder.update(item.data)
-        root = builder.finish()
-        meta = dict(item.metadata)
-        meta.setdefault("type", item.media_type)
-        meta_body = rfc8785.dumps(meta).decode("utf-8")
-        meta_hash = sha256(meta_body.encode("utf-8"))
-        inputs.append(
-            ResourceInput(root.sha256, root.cid_bytes, meta_hash, item.licence_id, item.links)
-        )
-        prepared.append(
-            (
-                RegisteredResource(
-                    resource_id="",
-                    content_hash=root.sha256,
-                    cid=root.cid,
-                    size=root.size,
-                    metadata_hash=meta_hash,
-                    title=str(meta["title"]),
-                    media_type=item.media_type,
-                ),
-                meta_body,
-            )
-        )
-    # Metadata first: the index may then show a resource the moment its event arrives.
+    prepared = [_store(instance, owner, item) for item in items]
+    ids = [res.resource_id for res, _, _ in prepared]
     with instance.db.session() as session:
-        for res, body in prepared:
-            session.merge(
-                ResourceMetadataRow(
-                    metadata_hash="0x" + res.metadata_hash.hex(),
-                    media_type=res.media_type,
-                    title=res.title,
-                    body=body,
-                )
-            )
-    ids = contracts.register_resources(owner, inputs)
-    instance.sync()
-    return [
-        RegisteredResource(
-            resource_id="0x" + rid.hex(),
-            content_hash=res.content_hash,
-            cid=res.cid,
-            size=res.size,
-            metadata_hash=res.metadata_hash,
-            title=res.title,
-            media_type=res.media_type,
+        taken = [
+            rid
+            for rid in ids
+            if session.get(ResourceRow, rid) or session.get(ResourceContentRow, rid)
+        ]
+    if taken or len(set(ids)) != len(ids):
+        _unpin_unreferenced(instance, [row.stored_cid for _, _, row in prepared])
+        duplicate = taken[0] if taken else next(i for i in ids if ids.count(i) > 1)
+        raise Conflict(
+            f"resource {duplicate} is already registered by this member",
+            hint="supersede it to publish a new version, or leave it as it is",
         )
-        for rid, (res, _) in zip(ids, prepared, strict=True)
-    ]
+    try:
+        with instance.db.session() as session:
+            for res, meta_body, row in prepared:
+                session.merge(
+                    ResourceMetadataRow(
+                        metadata_hash="0x" + res.metadata_hash.hex(),
+                        media_type=res.media_type,
+                        title=res.title,
+                        body=meta_body,
+                    )
+                )
+                session.merge(row)
+        inputs = [
+            ResourceInput(
+                res.content_hash,
+                cid_from_string(res.cid),
+                res.metadata_hash,
+                item.licence_id,
+                item.links,
+            )
+            for (res, _, _), item in zip(prepared, items, strict=True)
+        ]
+        ids = contracts.register_resources(owner.account, inputs)
+    except BaseException:
+        _forget(instance, [row for _, _, row in prepared])
+        raise
+    instance.sync()
+    for rid, (res, _, _) in zip(ids, prepared, strict=True):
+        if "0x" + rid.hex() != res.resource_id:
+            raise StorageError(f"chain gave resource id 0x{rid.hex()}, expected {res.resource_id}")
+    return [res for res, _, _ in prepared]
+
+
+def _store(
+    instance: Instance, owner: MemberKeys, item: NewResource
+) -> tuple[RegisteredResource, str, ResourceContentRow]:
+    hasher = hashlib.sha256()
+    size = 0
+
+    def plaintext() -> Iterator[bytes]:
+        nonlocal size
+        for chunk in _chunks(item.data):
+            hasher.update(chunk)
+            size += len(chunk)
+            yield chunk
+
+    data_key = new_data_key()
+    stream = plaintext() if item.public else seal(plaintext(), data_key)
+    root = instance.content.put(stream, profile=Profile.KUBO_V0)
+    content_hash = Sha256Digest(hasher.digest())
+    meta = dict(item.metadata)
+    meta.setdefault("type", item.media_type)
+    meta_body = rfc8785.dumps(meta).decode("utf-8")
+    resource_id = resource_id_of(owner.account.address, content_hash)
+    row = ResourceContentRow(
+        resource_id=resource_id,
+        stored_cid=root.cid,
+        size=size,
+        media_type=item.media_type,
+        sealed=not item.public,
+        wrapped_key=None if item.public else wrap_key(owner.kek, data_key, content_hash),
+    )
+    registered = RegisteredResource(
+        resource_id=resource_id,
+        content_hash=content_hash,
+        cid=root.cid,
+        size=size,
+        metadata_hash=sha256(meta_body.encode("utf-8")),
+        title=str(meta["title"]),
+        media_type=item.media_type,
+        sealed=not item.public,
+    )
+    return registered, meta_body, row
+
+
+def _forget(instance: Instance, rows: Sequence[ResourceContentRow]) -> None:
+    """Undo stored content whose registration failed (best effort; gc collects the rest)."""
+    with instance.db.session() as session:
+        for row in rows:
+            existing = session.get(ResourceContentRow, row.resource_id)
+            if existing is not None:
+                session.delete(existing)
+    _unpin_unreferenced(instance, [row.stored_cid for row in rows])
+
+
+def _unpin_unreferenced(instance: Instance, cids: Sequence[str]) -> None:
+    with instance.db.session() as session:
+        for cid in set(cids):
+            used = session.exec(
+                select(ResourceContentRow).where(ResourceContentRow.stored_cid == cid)
+            ).first()
+            if used is None:
+                with contextlib.suppress(LedgerError):
+                    instance.content.unpin(Cid(cid))
+
+
+def _chunks(data: bytes | Path | BinaryIO | Iterable[bytes]) -> Iterable[bytes]:
+    if isinstance(data, bytes):
+        return [data]
+    if isinstance(data, Path):
+        return _file_chunks(data)
+    if hasattr(data, "read"):
+        reader = data.read
+        return iter(lambda: reader(1 << 20), b"")
+    return data
+
+
+def _file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    """Read ``path`` in pieces; refuse directories, unreadable files and files that change."""
+    try:
+        before = path.stat()
+        if not stat.S_ISREG(before.st_mode):
+            raise InvalidInput(f"{path} is not a regular file", hint="give the path of a file")
+        with path.open("rb") as f:
+            while chunk := f.read(size):
+                yield chunk
+        after = path.stat()
+    except FileNotFoundError:
+        raise InvalidInput(f"{path} does not exist", hint="check the path") from None
+    except PermissionError:
+        raise InvalidInput(
+            f"{path} cannot be read (permission denied)", hint="check its permissions"
+        ) from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path} is a directory", hint="give the files inside it") from None
+    except OSError as exc:
+        raise InvalidInput(f"{path} could not be read ({exc.strerror})") from exc
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise InvalidInput(
+            f"{path} changed while being read",
+            hint="register it again once nothing is writing to it",
+        )
 
 
 def issue_licence(instance: Instance, licensor: LocalAccount, terms: Terms) -> tuple[int, int]:

@@ -45,6 +45,19 @@ class ResourceRow(SQLModel, table=True):
     registered_block: int
 
 
+class ResourceContentRow(SQLModel, table=True):
+    """Where this instance keeps a resource's bytes, and the wrapped key if sealed."""
+
+    __tablename__ = "resource_content"
+
+    resource_id: str = Field(primary_key=True)
+    stored_cid: str = Field(index=True)
+    size: int  # plaintext bytes
+    media_type: str
+    sealed: bool
+    wrapped_key: bytes | None = None  # the data key wrapped by the owner's KEK
+
+
 class ResourceMetadataRow(SQLModel, table=True):
     """Dublin Core metadata kept off chain; the chain holds its sha-256."""
 

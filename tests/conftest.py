@@ -52,7 +52,7 @@ def make_consortium(data_dir: Path, *, clock_start: datetime | None = None) -> C
     licence_id, _ = issue_licence(instance, members["CN-A"].account, terms)
     licensed, unlicensed = register_resources(
         instance,
-        members["CN-A"].account,
+        members["CN-A"],
         [
             NewResource(b"a rare book", "text", {"title": "Rare book"}, licence_id),
             NewResource(b"an unlicensed thesis", "text", {"title": "Thesis"}, 0),

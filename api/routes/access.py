@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, StringConstraints
 
 from api.deps import Delivery, InstanceDep, own_member
 from ledger.access import ShareRequest
+from ledger.delivery import redeem
 
 router = APIRouter(prefix="/v1/access", tags=["access"])
 
@@ -51,8 +54,27 @@ class AccessDecision(BaseModel):
     )
 
 
+@router.get(
+    "/{decision_id}/content",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def content(decision_id: str, instance: InstanceDep, caller: Delivery) -> StreamingResponse:
+    """Stream the content an allowed check opened: once, within its validity, to its caller."""
+    delivery = redeem(instance, decision_id, caller.key_id)
+    return StreamingResponse(
+        delivery.chunks,
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(delivery.size),
+            "X-Libshare-Resource": delivery.resource_id,
+            "X-Libshare-Media-Type": delivery.media_type,
+        },
+    )
+
+
 @router.post("/check", response_model=AccessDecision)
-def check(body: AccessCheck, instance: InstanceDep, caller: Delivery) -> AccessDecision:
+async def check(body: AccessCheck, instance: InstanceDep, caller: Delivery) -> AccessDecision:
     """Decide a share request; the decision is in the supplier's trail before this answers."""
     own_member(caller, body.requesting_member, "the patron")
     patron = instance.member_keys(body.requesting_member).pseudonym(body.patron_id)
@@ -67,7 +89,8 @@ def check(body: AccessCheck, instance: InstanceDep, caller: Delivery) -> AccessD
         destination_country=body.destination_country,
         campaign=body.campaign,
     )
-    result = instance.access.check_request(request, grant_to=caller.key_id)
+    # Awaited on the event loop: the decision writer commits it with others (group commit).
+    result = await asyncio.wrap_future(instance.access.submit(request, grant_to=caller.key_id))
     d = result.decision
     return AccessDecision(
         decision=str(d.outcome),

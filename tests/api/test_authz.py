@@ -7,6 +7,8 @@ checks, ask for CN-A's own patrons), "foreign" calls use CN-B's keys on CN-A's t
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,7 @@ class Route:
     body: Callable[[Api, str], dict[str, Any] | None]
     own: dict[str, int]  # role -> status when acting on its own member's things
     foreign: dict[str, int]  # role -> status when acting on another member's things
+    multipart: bool = False
 
 
 READ_ALL = dict.fromkeys(ROLES, 200)
@@ -56,6 +59,13 @@ def _check_body(api: Api, requester: str) -> dict[str, Any]:
     }
 
 
+def _resource_form(api: Api, member: str) -> dict[str, Any]:
+    return {
+        "media_type": "text",
+        "metadata": json.dumps({"title": f"Authz probe {uuid.uuid4()}"}),
+    }
+
+
 ROUTES = [
     Route("list members", "GET", lambda a: "/v1/members", lambda a, m: None, READ_ALL, READ_ALL),
     Route(
@@ -78,6 +88,14 @@ ROUTES = [
         "check access", "POST", lambda a: "/v1/access/check", _check_body,
         {"admin": 200, "member": 403, "delivery": 200, "auditor": 403}, NOBODY,
     ),
+    Route(
+        "read a resource", "GET", lambda a: f"/v1/resources/{a.consortium.resource_id}",
+        lambda a, m: None, READ_ALL, READ_ALL,
+    ),
+    Route(
+        "register a resource", "POST", lambda a: "/v1/resources", _resource_form,
+        WRITERS_ONLY, WRITERS_ONLY, multipart=True,
+    ),
 ]  # fmt: skip
 
 CASES = [
@@ -86,6 +104,16 @@ CASES = [
     for role in ROLES
     for side in ("own", "foreign")
 ]
+
+
+def _send(api: Api, route: Route, member: str, headers: dict[str, str]) -> Any:
+    body = route.body(api, member)
+    if route.multipart:
+        files = {"file": ("probe.txt", str(uuid.uuid4()).encode(), "text/plain")}
+        return api.client.request(
+            route.method, route.path(api), data=body, files=files, headers=headers
+        )
+    return api.client.request(route.method, route.path(api), json=body, headers=headers)
 
 
 @pytest.mark.parametrize(("route", "role", "side"), CASES)
@@ -98,12 +126,7 @@ def test_route_answers_each_role_as_the_matrix_says(
     if route.name == "check access":
         key_member = "CN-A"
     expected = (route.own if side == "own" else route.foreign)[role]
-    response = api.client.request(
-        route.method,
-        route.path(api),
-        json=route.body(api, body_member),
-        headers=api.headers(key_member, role),
-    )
+    response = _send(api, route, body_member, api.headers(key_member, role))
     assert response.status_code == expected, response.text
     if expected >= 400:
         assert response.headers["content-type"] == "application/problem+json"
@@ -111,7 +134,7 @@ def test_route_answers_each_role_as_the_matrix_says(
 
 @pytest.mark.parametrize("route", ROUTES, ids=[r.name for r in ROUTES])
 def test_every_route_but_health_refuses_a_missing_key_with_401(api: Api, route: Route) -> None:
-    response = api.client.request(route.method, route.path(api), json=route.body(api, "CN-A"))
+    response = _send(api, route, "CN-A", {})
     assert response.status_code == 401
     assert "API key" in response.json()["detail"]
 
