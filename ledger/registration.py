@@ -143,12 +143,12 @@ def register_resources(
             )
             for (res, _, _), item in zip(prepared, items, strict=True)
         ]
-        ids = contracts.register_resources(owner.account, inputs)
+        registered = contracts.register_resources(owner.account, inputs)
     except BaseException:
         _forget(instance, [row for _, _, row in prepared])
         raise
     instance.sync()
-    for rid, (res, _, _) in zip(ids, prepared, strict=True):
+    for rid, (res, _, _) in zip(registered, prepared, strict=True):
         if "0x" + rid.hex() != res.resource_id:
             raise StorageError(f"chain gave resource id 0x{rid.hex()}, expected {res.resource_id}")
     return [res for res, _, _ in prepared]
