@@ -3,9 +3,11 @@
 Files go up with ``/api/v0/add`` under the options that make the node build the same
 UnixFS DAG as :mod:`ledger.cid`; the upload is streamed as multipart and hashed locally
 in the same pass, and the node's root CID must equal ours. Reads never trust the node:
-:meth:`KuboStore.cat` walks the DAG block by block (``/api/v0/block/get``), checks every
-block against the CID that names it, and yields the file bytes in order, so a wrong byte
-is caught at the block that carries it, before it is handed on.
+:meth:`KuboStore.cat` walks the DAG block by block (``/api/v0/block/get``, then
+:func:`ledger.unixfs.file_chunks`), checks every block against the CID that names it
+before decoding it, and yields the file bytes in order, so a wrong byte is caught at the
+block that carries it, before it is handed on (``/api/v0/cat`` would only let us notice
+after the whole file had been passed along).
 
 Works with Kubo and with the js-ipfs daemon of ``services/ipfs`` (the tests' node).
 js-ipfs 0.66 has no option for the number of links per node (always 174), so the
@@ -18,14 +20,13 @@ Errors (all :class:`ledger.errors.LedgerError`)::
     ├── ContentUnavailable  (also ConnectionError)  the node does not answer
     └── BlockMismatch                                a block's bytes do not hash to its CID
     NotFound                                         the node does not have the block
-    InvalidInput                                     a malformed CID, an unsupported profile
+    InvalidInput                                     a malformed CID or DAG, an unsupported profile
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -42,17 +43,15 @@ from ledger.cid import (
     RootInfo,
     cid_from_string,
     cid_to_string,
-    decode_varint,
 )
 from ledger.errors import InvalidInput, LedgerError, NotFound, StorageError
 from ledger.types import Cid
+from ledger.unixfs import block_matches_cid, file_chunks
 
 __all__ = ["BlockMismatch", "ContentUnavailable", "KuboStore"]
 
 _ENV_HINT = "start it or check LIBSHARE_IPFS_API"
 _READ_SIZE = 1 << 20
-_MAX_DEPTH = 64
-"""A balanced DAG of 174 links is 6 levels deep at 2^64 bytes; deeper is malformed."""
 
 _DAEMON_LIMITS = {Profile.UNIXFS_V1_2025: "1024 links per node"}
 """Profiles whose DAG ``/api/v0/add`` cannot be told to build, and what it lacks."""
@@ -157,35 +156,10 @@ class KuboStore:
         """Stream the file under ``cid``: every block is fetched and checked first.
 
         Raises :class:`NotFound` for a missing block, :class:`BlockMismatch` for a block
-        that does not match its CID and :class:`StorageError` for a malformed DAG.
+        that does not match its CID and :class:`InvalidInput` for a malformed DAG or one
+        whose sizes disagree with its bytes (:func:`ledger.unixfs.file_chunks`).
         """
-        root = _parse_cid(cid)
-        # Depth-first, left to right: the order of the file's bytes. Each entry is
-        # (binary CID, depth); a parent's links are pushed in reverse.
-        stack: list[tuple[bytes, int]] = [(root, 0)]
-        expected: int | None = None
-        sent = 0
-        while stack:
-            block_cid, depth = stack.pop()
-            if depth > _MAX_DEPTH:
-                raise StorageError(f"the DAG under {cid} is deeper than {_MAX_DEPTH} levels")
-            data = self._verified_block(block_cid)
-            links: list[bytes] = []
-            if _is_raw(block_cid):
-                piece, filesize = data, len(data)
-            else:
-                piece, links, filesize = _file_node(data, cid_to_string(block_cid))
-            if expected is None:
-                expected = filesize
-            stack.extend((link, depth + 1) for link in reversed(links))
-            if piece:
-                sent += len(piece)
-                yield piece
-        if sent != expected:
-            raise StorageError(
-                f"the DAG under {cid} holds {sent} bytes but its root says {expected}",
-                hint="the DAG is malformed; re-add the file",
-            )
+        return file_chunks(cid, self.get_block)
 
     def get_block(self, cid: Cid) -> bytes:
         """One block's bytes, verified against ``cid``."""
@@ -266,9 +240,8 @@ class KuboStore:
     def _verified_block(self, cid: bytes) -> bytes:
         text = cid_to_string(cid)
         data = self._call("block/get", {"arg": text, "timeout": _duration(self._timeout)}).content
-        computed = hashlib.sha256(data).digest()
-        if not hmac.compare_digest(computed, cid[-32:]):
-            raise BlockMismatch(text, computed)
+        if not block_matches_cid(cid, data):
+            raise BlockMismatch(text, hashlib.sha256(data).digest())
         return data
 
     def _call(self, command: str, params: dict[str, str]) -> httpx.Response:
@@ -431,69 +404,3 @@ def _last_field(lines: list[str], field: str, command: str) -> str:
 
 def _parse_cid(cid: str) -> bytes:
     return cid_from_string(cid)
-
-
-def _is_raw(cid: bytes) -> bool:
-    return cid[:2] == b"\x01\x55"
-
-
-# ---------------------------------------------------------------- dag-pb and UnixFS
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
-    """Protobuf fields of ``data`` as (number, wire type, value)."""
-    pos = 0
-    while pos < len(data):
-        key, pos = decode_varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = decode_varint(data, pos)
-            yield number, wire, value
-        elif wire == 2:
-            length, pos = decode_varint(data, pos)
-            if pos + length > len(data):
-                raise ValueError("a length-delimited field runs past the end")
-            yield number, wire, data[pos : pos + length]
-            pos += length
-        elif wire in (1, 5):
-            pos += 8 if wire == 1 else 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-    if pos != len(data):
-        raise ValueError("a fixed-size field runs past the end")
-
-
-def _file_node(block: bytes, cid: str) -> tuple[bytes, list[bytes], int]:
-    """Decode a dag-pb UnixFS file node: its inline data, child CIDs and file size."""
-    try:
-        links: list[bytes] = []
-        unixfs = b""
-        for number, wire, value in _fields(block):
-            if number == 2 and wire == 2 and isinstance(value, bytes):
-                links.append(_link_cid(value))
-            elif number == 1 and wire == 2 and isinstance(value, bytes):
-                unixfs = value
-        kind, payload, filesize = 0, b"", None
-        for number, wire, value in _fields(unixfs):
-            if number == 1 and wire == 0 and isinstance(value, int):
-                kind = value
-            elif number == 2 and wire == 2 and isinstance(value, bytes):
-                payload = value
-            elif number == 3 and wire == 0 and isinstance(value, int):
-                filesize = value
-    except (ValueError, InvalidInput) as exc:
-        raise StorageError(f"block {cid} is not a valid dag-pb UnixFS node: {exc}") from exc
-    if kind not in (0, 2):  # UnixFS Raw or File
-        raise InvalidInput(
-            f"{cid} is not a file (UnixFS type {kind})",
-            hint="cat reads files; directories and symlinks are not resource content",
-        )
-    return payload, links, len(payload) if filesize is None else filesize
-
-
-def _link_cid(link: bytes) -> bytes:
-    for number, wire, value in _fields(link):
-        if number == 1 and wire == 2 and isinstance(value, bytes):
-            cid_to_string(value)  # checks that it is a CID we can verify (sha2-256)
-            return value
-    raise ValueError("a link without a Hash")
