@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from api.settings import Settings
-from ledger.errors import ConfigError, LedgerError, StorageError
+from ledger.errors import ConfigError, InvalidInput, LedgerError, StorageError
 from ledger.instance import Instance
 
 app = typer.Typer(
@@ -125,6 +125,84 @@ def serve(
     settings = _settings(data_dir, rpc)
     config = _run(settings.instance_config)
     uvicorn.run(create_app(config), host=host, port=port, log_level="info", access_log=access_log)
+
+
+resources_app = typer.Typer(help="Register what your library shares.")
+app.add_typer(resources_app, name="resources")
+car_app = typer.Typer(help="CAR v1 archives of stored resources, importable by any IPFS node.")
+app.add_typer(car_app, name="car")
+
+
+@resources_app.command("add")
+def resources_add(
+    files: Annotated[list[Path], typer.Argument(help="Files to register")],
+    member: Annotated[str, typer.Option(help="Your library id, e.g. CN-XJTU")],
+    licence: Annotated[int, typer.Option(help="Licence id (0: none yet)")] = 0,
+    media_type: Annotated[
+        str, typer.Option(help="text | image | audio | video | 3d_object | dataset")
+    ] = "text",
+    public: Annotated[bool, typer.Option(help="Store unencrypted (open access)")] = False,
+    data_dir: DataDir = None,
+    rpc: Rpc = None,
+) -> None:
+    """Store (sealed unless --public) and register files, many per chain transaction."""
+    from ledger.registration import NewResource, register_resources
+
+    settings = _settings(data_dir, rpc)
+
+    def go() -> None:
+        with Instance(settings.instance_config()) as instance:
+            instance.sync()
+            items = [
+                NewResource(path, media_type, {"title": path.stem}, licence, public=public)
+                for path in files
+            ]
+            for res in register_resources(instance, instance.member_keys(member), items):
+                console.print(f"{res.resource_id}  {res.cid}  {res.size} bytes  {res.title}")
+
+    _run(go)
+
+
+@car_app.command("export")
+def car_export(
+    resource_ids: Annotated[list[str], typer.Argument(help="Resource ids (0x…)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The .car file to write")],
+    data_dir: DataDir = None,
+) -> None:
+    """Write the stored blocks of resources as one CAR v1 file (`ipfs dag import` reads it)."""
+    from ledger.car import write_car
+    from ledger.errors import NotFound
+    from ledger.store import ResourceContentRow
+    from ledger.types import Cid
+
+    settings = _settings(data_dir)
+
+    def go() -> int:
+        with Instance(settings.instance_config()) as instance:
+            roots = []
+            with instance.db.session() as session:
+                for rid in resource_ids:
+                    row = session.get(ResourceContentRow, rid)
+                    if row is None:
+                        raise NotFound(
+                            f"resource {rid} is not stored on this instance",
+                            hint="export it from the owning member's instance",
+                        )
+                    roots.append(Cid(row.stored_cid))
+            tmp = output.with_suffix(output.suffix + ".part")
+            try:
+                with tmp.open("wb") as out:
+                    written = write_car(roots, instance.content.get_block, out)
+                tmp.replace(output)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise InvalidInput(
+                    f"cannot write {output} ({exc.strerror})", hint="choose a writable path"
+                ) from exc
+            return written
+
+    written = _run(go)
+    err.print(f"wrote {output} ({written} bytes, {len(resource_ids)} roots)")
 
 
 keys_app = typer.Typer(help="API keys: one per (member, role), shown once, stored hashed.")

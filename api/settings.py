@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("libshare-data")
     chain_url: str | None = None
     database_url: str | None = None
+    ipfs_api: str | None = None
     keystore_password: SecretStr | None = None
     confirmations: int = 0
 
@@ -48,6 +49,7 @@ class Settings(BaseSettings):
             keystore_password=password,
             chain_url=self.chain_url,
             database_url=self.database_url,
+            ipfs_api=self.ipfs_api,
             confirmations=self.confirmations,
             # The demo's throwaway keys use geth's light scrypt so it starts in seconds.
             scrypt_n=LIGHT_SCRYPT_N if demo and password == DEMO_PASSWORD else STANDARD_SCRYPT_N,
