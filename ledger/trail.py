@@ -65,10 +65,12 @@ class Appender:
 
     def write(self) -> None:
         """Insert the staged rows (inside the open transaction)."""
+        # Core inserts on the tables: executemany without the ORM's per-row bookkeeping.
+        conn = self.session.connection()
         if self._entries:
-            self.session.execute(insert(TrailEntryRow), self._entries)
+            conn.execute(insert(TrailEntryRow.__table__), self._entries)  # type: ignore[attr-defined]
         if self._nodes:
-            self.session.execute(insert(TrailNodeRow), self._nodes)
+            conn.execute(insert(TrailNodeRow.__table__), self._nodes)  # type: ignore[attr-defined]
         self._entries, self._nodes = [], []
 
 

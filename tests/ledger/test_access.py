@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import string
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlmodel import select
 
+from ledger.access import canonical_entry
 from ledger.errors import InvalidInput, NotFound, StorageError
 from ledger.registration import revoke_licence
 from ledger.store import TrailEntryRow
@@ -119,3 +124,22 @@ def test_a_revoked_licence_denies_from_its_revocation(tmp_path: Any) -> None:
         assert reasons == ["allowed", "licence_revoked"]
     finally:
         c.instance.close()
+
+
+ENTRY_TEXT = st.text(max_size=40)
+ENTRY_VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1),
+    ENTRY_TEXT,
+    st.lists(ENTRY_TEXT, max_size=4),
+)
+
+
+@given(st.dictionaries(st.text(alphabet=string.ascii_letters + "_", max_size=20), ENTRY_VALUES))
+def test_the_fast_canonical_entry_equals_rfc8785(entry: dict[str, Any]) -> None:
+    assert canonical_entry(entry) == rfc8785.dumps(entry)
+
+
+def test_a_resource_id_with_an_unpaired_surrogate_is_refused(consortium: Consortium) -> None:
+    with pytest.raises(InvalidInput, match="unpaired surrogate"):
+        consortium.instance.access.check(**_request(consortium, resource_id="0x\ud800"))
