@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Start / stop the services the integration tests talk to (today: the IPFS daemon).
+# Start / stop the services the integration tests talk to: the IPFS daemon and a Hardhat
+# JSON-RPC node.
 # Run INSIDE a private network namespace (unshare -n, lo up), after install-services.sh:
 #
 #   bash .ci/services.sh start [ENV_FILE]   # last line: LIBSHARE_IPFS_API=http://127.0.0.1:PORT
 #   bash .ci/services.sh stop
 #
-# `start` also writes that line to ENV_FILE when given, for `set -a; . ENV_FILE; set +a`.
+# `start` also writes LIBSHARE_IPFS_API=… and LIBSHARE_TEST_RPC=… to ENV_FILE when given,
+# for `set -a; . ENV_FILE; set +a`.
 # The IPFS repo lives in $LIBSHARE_SERVICES_DIR (default ${TMPDIR:-/tmp}/libshare-services)
 # and is made afresh on every start. The API port is $LIBSHARE_IPFS_API_PORT (default 5002).
 set -euo pipefail
@@ -22,13 +24,17 @@ case "${1:-}" in
     "$python" scripts/ipfs_daemon.py stop --repo "$repo" >&2 # a daemon left by an earlier run
     rm -rf "$repo"
     url="$("$python" scripts/ipfs_daemon.py start --repo "$repo" --api-port "$port")"
-    line="LIBSHARE_IPFS_API=$url"
+    "$python" scripts/hardhat_node.py stop --dir "$dir/hardhat" >&2
+    rpc="$("$python" scripts/hardhat_node.py start --dir "$dir/hardhat" --port "${LIBSHARE_HARDHAT_PORT:-8545}")"
+    lines="LIBSHARE_TEST_RPC=$rpc
+LIBSHARE_IPFS_API=$url"
     if [ -n "${2:-}" ]; then
-      printf '%s\n' "$line" > "$2"
+      printf '%s\n' "$lines" > "$2"
     fi
-    echo "$line"
+    echo "$lines"
     ;;
   stop)
+    "$python" scripts/hardhat_node.py stop --dir "$dir/hardhat" || true
     "$python" scripts/ipfs_daemon.py stop --repo "$repo"
     ;;
   *)

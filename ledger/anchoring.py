@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from eth_account.signers.local import LocalAccount
 from sqlmodel import col, select
 from web3 import Web3
 
 from ledger.audit import Head, TrailReport, verify_trail
-from ledger.errors import ChainUnavailable, Conflict
+from ledger.errors import ChainUnavailable, Conflict, InvalidInput
 from ledger.instance import Instance
 from ledger.onchain import AnchoredHead
 from ledger.outbox import Outbox
@@ -125,3 +127,58 @@ def queue_anchor(
     proof = trail.consistency_proof(base, head.size) if base else []
     fn = contracts.trail.functions.anchor(head.size, head.root, proof)
     return outbox.enqueue(ANCHOR, f"{ANCHOR}:{account}:{base}:{head.size}", account, fn)
+
+
+class AnchorScheduler:
+    """Queues each served member's trail head every ``every_entries`` new entries or
+    ``every_seconds``, whichever comes first, and drives the outbox that sends them.
+
+    :meth:`tick` does one bounded round and never raises for an unreachable node: the
+    outbox keeps the queued anchors and sends them when the node returns.
+    """
+
+    def __init__(
+        self,
+        instance: Instance,
+        outbox: Outbox,
+        members: Mapping[str, LocalAccount],
+        *,
+        every_entries: int = 1000,
+        every_seconds: float = 60.0,
+    ) -> None:
+        if every_entries < 1 or every_seconds <= 0:
+            raise InvalidInput("anchoring needs every_entries >= 1 and every_seconds > 0")
+        self.instance = instance
+        self.outbox = outbox
+        self.members = dict(members)
+        self.every_entries = every_entries
+        self.every_seconds = every_seconds
+        self._last: dict[str, tuple[int, datetime]] = {}  # member -> (size queued, when)
+
+    def due(self, library_id: str) -> bool:
+        """Whether ``library_id``'s trail has grown enough, or waited long enough."""
+        size = self.instance.access.trail(library_id).head().size
+        queued, when = self._last.get(library_id, (0, datetime.min.replace(tzinfo=UTC)))
+        if size <= queued:
+            return False
+        waited = (self.instance.clock() - when).total_seconds()
+        return size - queued >= self.every_entries or waited >= self.every_seconds
+
+    def tick(self) -> int:
+        """Queue the heads that are due and let the outbox send what it can; return queued."""
+        queued = 0
+        for library_id, account in self.members.items():
+            if not self.due(library_id):
+                continue
+            try:
+                if queue_anchor(self.instance, self.outbox, library_id, account) is not None:
+                    queued += 1
+            except Conflict:
+                continue  # the trail and the chain disagree: left for an operator to audit
+            self._last[library_id] = (
+                self.instance.access.trail(library_id).head().size,
+                self.instance.clock(),
+            )
+        with contextlib.suppress(ChainUnavailable):
+            self.outbox.process()
+        return queued

@@ -10,6 +10,7 @@ Hardhat node and a consortium's Besu network.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,24 +95,30 @@ class Chain:
 
     @contextmanager
     def translate_errors(self) -> Iterator[None]:
-        """Turn web3 and transport exceptions into libshare errors."""
-        try:
-            yield
-        except (requests.ConnectionError, requests.Timeout, ConnectionError, OSError) as exc:
-            raise ChainUnavailable(
-                f"cannot reach the {self.description} ({type(exc).__name__})",
-                hint="check that the node is running and the URL is right (--rpc / "
-                "LIBSHARE_CHAIN_URL)",
-            ) from exc
-        except ContractLogicError as exc:
-            raise _reverted(exc) from exc
-        except TimeExhausted as exc:
-            raise ChainUnavailable(
-                f"no receipt from the {self.description} within {RECEIPT_TIMEOUT_S:.0f} s",
-                hint="the node may be stalled; the transaction may still be mined later",
-            ) from exc
-        except Web3Exception as exc:
-            raise ChainError(f"the {self.description} refused the request: {exc}") from exc
+        """Turn web3 and transport exceptions into libshare errors.
+
+        On the embedded chain it also serialises every use: py-evm is not thread-safe, and
+        the service reads and writes it from several threads.
+        """
+        guard = self._lock if self._embedded is not None else contextlib.nullcontext()
+        with guard:
+            try:
+                yield
+            except (requests.ConnectionError, requests.Timeout, ConnectionError, OSError) as exc:
+                raise ChainUnavailable(
+                    f"cannot reach the {self.description} ({type(exc).__name__})",
+                    hint="check that the node is running and the URL is right (--rpc / "
+                    "LIBSHARE_CHAIN_URL)",
+                ) from exc
+            except ContractLogicError as exc:
+                raise _reverted(exc) from exc
+            except TimeExhausted as exc:
+                raise ChainUnavailable(
+                    f"no receipt from the {self.description} within {RECEIPT_TIMEOUT_S:.0f} s",
+                    hint="the node may be stalled; the transaction may still be mined later",
+                ) from exc
+            except Web3Exception as exc:
+                raise ChainError(f"the {self.description} refused the request: {exc}") from exc
 
     # -- reading -------------------------------------------------------------------
 

@@ -28,9 +28,14 @@ class Consortium:
     unlicensed_id: str  # owned by CN-A, no licence
 
 
-def make_consortium(data_dir: Path, *, clock_start: datetime | None = None) -> Consortium:
-    """CN-A (tier 1) and CN-B (tier 2); CN-A licenses one resource under the consortium rules."""
-    instance = Instance(InstanceConfig(data_dir, PASSWORD, scrypt_n=LIGHT_SCRYPT_N))
+def make_consortium(data_dir: Path, *, rpc_url: str | None = None) -> Consortium:
+    """CN-A (tier 1) and CN-B (tier 2); CN-A licenses one resource under the consortium rules.
+
+    On the embedded chain unless ``rpc_url`` names a JSON-RPC node.
+    """
+    instance = Instance(
+        InstanceConfig(data_dir, PASSWORD, chain_url=rpc_url, scrypt_n=LIGHT_SCRYPT_N)
+    )
     admin = instance.keystore.create("ADMIN")
     members = {lib: instance.keystore.create(lib) for lib in ("CN-A", "CN-B")}
     for keys in (admin, *members.values()):
