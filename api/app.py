@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from api import problems
 from api.deps import InstanceDep, Reader
-from api.routes import access, licences, resources
+from api.routes import access, audit, licences, resources
 from ledger import __version__
 from ledger.instance import Instance, InstanceConfig
 from ledger.store import CursorRow, MemberRow
@@ -88,4 +88,5 @@ def create_app(config: InstanceConfig) -> FastAPI:
     app.include_router(licences.router)
     app.include_router(access.router)
     app.include_router(resources.router)
+    app.include_router(audit.router)
     return app

@@ -39,7 +39,7 @@ HOST = "127.0.0.1"
 # -- set-up ----------------------------------------------------------------------------
 
 
-def set_up(data_dir: Path, resources: int, licences: int) -> tuple[str, list[str]]:
+def set_up(data_dir: Path, resources: int, licences: int, rpc: str | None) -> tuple[str, list[str]]:
     """Deploy, issue licences and register resources; return a delivery key and the ids."""
     from ledger.instance import Instance, InstanceConfig
     from ledger.keys import LIGHT_SCRYPT_N
@@ -47,7 +47,7 @@ def set_up(data_dir: Path, resources: int, licences: int) -> tuple[str, list[str
     from ledger.onchain import ConsortiumContracts, FounderInput
     from ledger.registration import NewResource, issue_licence, register_resources
 
-    config = InstanceConfig(data_dir, PASSWORD, scrypt_n=LIGHT_SCRYPT_N)
+    config = InstanceConfig(data_dir, PASSWORD, chain_url=rpc, scrypt_n=LIGHT_SCRYPT_N)
     with Instance(config) as instance:
         admin = instance.keystore.create("ADMIN")
         members = {lib: instance.keystore.create(lib) for lib in ("CN-A", "CN-B", "CN-C")}
@@ -124,7 +124,7 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def naive_gate(data_dir: Path, port: int) -> None:
+def naive_gate(data_dir: Path, port: int, rpc: str | None) -> None:
     """The baseline: read the resource and its licence from the chain on every request."""
     import uvicorn
     from fastapi import FastAPI
@@ -136,7 +136,7 @@ def naive_gate(data_dir: Path, port: int) -> None:
     from ledger.licence_terms import Licence, Method, PatronCategory, Purpose, Scope
     from ledger.onchain import ConsortiumContracts, Deployment
 
-    chain = Chain.open_embedded(data_dir / "chain.sqlite")
+    chain = Chain.open_rpc(rpc) if rpc else Chain.open_embedded(data_dir / "chain.sqlite")
     contracts = ConsortiumContracts(chain, Deployment.load(data_dir / "deployment.json"))
     issued = contracts.licences.events.LicenceIssued()
     app = FastAPI()
@@ -316,23 +316,28 @@ def main() -> None:
     parser.add_argument("--token")
     parser.add_argument("--ids", type=Path)
     parser.add_argument("--naive-gate", type=Path)
+    parser.add_argument(
+        "--rpc", help="set up on this JSON-RPC node (e.g. Hardhat) instead of the embedded chain"
+    )
     parser.add_argument("--port", type=int)
     args = parser.parse_args()
     if args.client:
         client(args.client, args.token, args.ids, args.requests, args.concurrency, args.seconds)
         return
     if args.naive_gate:
-        naive_gate(args.naive_gate, args.port)
+        naive_gate(args.naive_gate, args.port, args.rpc)
         return
 
     with tempfile.TemporaryDirectory(prefix="libshare-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         t0 = time.perf_counter()
-        token, ids = set_up(data_dir, args.resources, args.licences)
+        token, ids = set_up(data_dir, args.resources, args.licences, args.rpc)
         setup_s = time.perf_counter() - t0
         ids_file = Path(tmp) / "ids.json"
         ids_file.write_text(json.dumps(ids))
         env = dict(os.environ, LIBSHARE_KEYSTORE_PASSWORD=PASSWORD, LIBSHARE_DATA_DIR=str(data_dir))
+        if args.rpc:
+            env["LIBSHARE_CHAIN_URL"] = args.rpc
 
         port = free_port()
         server = start_server(
@@ -354,7 +359,8 @@ def main() -> None:
 
         port = free_port()
         gate = start_server(
-            [sys.executable, __file__, "--naive-gate", str(data_dir), "--port", str(port)],
+            [sys.executable, __file__, "--naive-gate", str(data_dir), "--port", str(port)]
+            + (["--rpc", args.rpc] if args.rpc else []),
             port,
             env,
         )
