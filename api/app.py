@@ -7,6 +7,8 @@ a validated body, calls one ``ledger`` service, and returns a response model.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +20,8 @@ from api import problems
 from api.deps import InstanceDep, Reader
 from api.routes import access, audit, licences, resources
 from ledger import __version__
+from ledger.anchoring import run_anchoring
+from ledger.errors import ChainUnavailable
 from ledger.instance import Instance, InstanceConfig
 from ledger.store import CursorRow, MemberRow
 
@@ -37,6 +41,8 @@ class MemberPublic(BaseModel):
     account: str
     admitted_block: int
 
+
+_log = logging.getLogger("libshare.api")
 
 router = APIRouter(prefix="/v1")
 
@@ -70,11 +76,21 @@ def create_app(config: InstanceConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         instance = Instance(config)
-        instance.sync()
+        try:
+            instance.sync()
+        except ChainUnavailable as exc:  # checks still run from the index meanwhile
+            _log.warning("starting without the chain: %s", exc)
         app.state.instance = instance
+        stop = threading.Event()
+        anchoring = threading.Thread(
+            target=run_anchoring, args=(instance, stop), name="libshare-anchoring", daemon=True
+        )
+        anchoring.start()
         try:
             yield
         finally:
+            stop.set()
+            anchoring.join(timeout=30)
             instance.close()
 
     app = FastAPI(

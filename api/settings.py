@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     ipfs_api: str | None = None
     keystore_password: SecretStr | None = None
     confirmations: int = 0
+    anchor_every_entries: int = 1000
+    anchor_every_seconds: float = 60.0
 
     def instance_config(self, *, demo: bool = False) -> InstanceConfig:
         """The config for ``ledger``; outside the demo an explicit keystore password is required."""
@@ -51,6 +53,8 @@ class Settings(BaseSettings):
             database_url=self.database_url,
             ipfs_api=self.ipfs_api,
             confirmations=self.confirmations,
+            anchor_every_entries=self.anchor_every_entries,
+            anchor_every_seconds=self.anchor_every_seconds,
             # The demo's throwaway keys use geth's light scrypt so it starts in seconds.
             scrypt_n=LIGHT_SCRYPT_N if demo and password == DEMO_PASSWORD else STANDARD_SCRYPT_N,
         )

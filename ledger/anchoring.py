@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -20,11 +22,13 @@ from sqlmodel import col, select
 from web3 import Web3
 
 from ledger.audit import Head, TrailReport, verify_trail
-from ledger.errors import ChainUnavailable, Conflict, InvalidInput
+from ledger.errors import ChainUnavailable, Conflict, InvalidInput, LedgerError
 from ledger.instance import Instance
 from ledger.onchain import AnchoredHead
 from ledger.outbox import Outbox
 from ledger.store import AnchoredHeadRow
+
+_log = logging.getLogger("libshare.anchoring")
 
 ANCHOR = "anchor"
 """The outbox kind of trail anchors."""
@@ -182,3 +186,28 @@ class AnchorScheduler:
         with contextlib.suppress(ChainUnavailable):
             self.outbox.process()
         return queued
+
+
+def run_anchoring(instance: Instance, stop: threading.Event, *, poll_s: float = 1.0) -> None:
+    """Anchor the served members' trails until ``stop`` is set (the service's background job).
+
+    Every ``poll_s`` it queues the heads that are due and drives the outbox; a node that
+    is down only delays the anchors, which the outbox keeps.
+    """
+    members = instance.served_members()
+    if not members or not instance.deployed:
+        return
+    by_address: dict[str, LocalAccount] = {a.address: a for a in members.values()}
+    outbox = Outbox(instance.db, instance.chain, by_address.__getitem__, instance.clock)
+    scheduler = AnchorScheduler(
+        instance,
+        outbox,
+        members,
+        every_entries=instance.config.anchor_every_entries,
+        every_seconds=instance.config.anchor_every_seconds,
+    )
+    while not stop.wait(poll_s):
+        try:
+            scheduler.tick()
+        except LedgerError as exc:  # keep anchoring; the next tick retries
+            _log.warning("anchoring round failed: %s", exc)

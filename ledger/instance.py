@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from eth_account.signers.local import LocalAccount
+from sqlmodel import select
 from web3 import Web3
 
 from ledger.access import AccessService
@@ -27,7 +29,7 @@ from ledger.errors import ConfigError
 from ledger.indexer import Indexer
 from ledger.keys import STANDARD_SCRYPT_N, Keystore, MemberKeys
 from ledger.onchain import CONTRACTS, ConsortiumContracts, Deployment
-from ledger.store import Database
+from ledger.store import Database, MemberRow
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class InstanceConfig:
     ipfs_api: str | None = None  # None: the local blockstore in the data dir
     confirmations: int = 0
     scrypt_n: int = STANDARD_SCRYPT_N
+    anchor_every_entries: int = 1000
+    anchor_every_seconds: float = 60.0
 
 
 def _content_store(config: InstanceConfig) -> ContentStore:
@@ -130,6 +134,16 @@ class Instance:
         if keys is None:
             keys = self._unlocked[library_id] = self.keystore.load(library_id)
         return keys
+
+    def served_members(self) -> dict[str, LocalAccount]:
+        """Members of the consortium whose keys this instance holds, with their accounts."""
+        with self.db.session() as session:
+            members = {m.library_id for m in session.exec(select(MemberRow)).all()}
+        return {
+            library_id: self.member_keys(library_id).account
+            for library_id in self.keystore.library_ids()
+            if library_id in members
+        }
 
     def require_contracts(self) -> ConsortiumContracts:
         if self.contracts is None:
