@@ -23,6 +23,7 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 Member = Annotated[str, Query(min_length=1, max_length=64, description="library id, e.g. CN-XJTU")]
 PAGE = 1000
+MAX_SEQ = 2**53 - 1  # trail sizes are 64-bit on chain; JSON numbers stay exact below this
 
 
 class HeadPublic(BaseModel):
@@ -105,8 +106,8 @@ def entries(
     member: Member,
     instance: InstanceDep,
     caller: Auditor,
-    start: Annotated[int, Query(alias="from", ge=0)] = 0,
-    end: Annotated[int | None, Query(alias="to", ge=0, description="exclusive")] = None,
+    start: Annotated[int, Query(alias="from", ge=0, le=MAX_SEQ)] = 0,
+    end: Annotated[int | None, Query(alias="to", ge=0, le=MAX_SEQ, description="exclusive")] = None,
 ) -> list[EntryPublic]:
     """Entries ``from <= seq < to`` (at most 1,000 per call; page with ``from``)."""
     _account(instance, member, caller)
@@ -122,8 +123,8 @@ def inclusion(
     member: Member,
     instance: InstanceDep,
     caller: Auditor,
-    seq: Annotated[int, Query(ge=0)],
-    size: Annotated[int, Query(ge=1)],
+    seq: Annotated[int, Query(ge=0, le=MAX_SEQ)],
+    size: Annotated[int, Query(ge=1, le=MAX_SEQ)],
 ) -> InclusionProof:
     """RFC 9162 inclusion proof of entry ``seq`` in the tree of ``size`` entries."""
     _account(instance, member, caller)
@@ -147,8 +148,8 @@ def consistency(
     member: Member,
     instance: InstanceDep,
     caller: Auditor,
-    old: Annotated[int, Query(alias="from", ge=0)],
-    new: Annotated[int, Query(alias="to", ge=0)],
+    old: Annotated[int, Query(alias="from", ge=0, le=MAX_SEQ)],
+    new: Annotated[int, Query(alias="to", ge=0, le=MAX_SEQ)],
 ) -> ConsistencyProof:
     """RFC 9162 consistency proof between the trees of ``from`` and ``to`` entries."""
     _account(instance, member, caller)

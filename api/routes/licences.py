@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
@@ -18,6 +18,9 @@ from ledger.registration import issue_licence, issue_licence_version, revoke_lic
 from ledger.store import LicenceRow, LicenceVersionRow, MemberRow
 
 router = APIRouter(prefix="/v1/licences", tags=["licences"])
+
+MAX_LICENCE_ID = 2**32 - 1  # ResourceRegistry packs licence ids into 32 bits
+LicenceId = Annotated[int, Path(ge=1, le=MAX_LICENCE_ID, description="the licence's id")]
 
 
 class LicenceCreate(BaseModel):
@@ -86,7 +89,7 @@ def create_licence(body: LicenceCreate, instance: InstanceDep, caller: Writer) -
 
 
 @router.get("/{licence_id}", response_model=LicencePublic)
-def get_licence(licence_id: int, instance: InstanceDep, caller: Reader) -> LicencePublic:
+def get_licence(licence_id: LicenceId, instance: InstanceDep, caller: Reader) -> LicencePublic:
     """A licence with every version it ever had."""
     return _read(instance, licence_id)
 
@@ -95,7 +98,7 @@ def get_licence(licence_id: int, instance: InstanceDep, caller: Reader) -> Licen
     "/{licence_id}/versions", status_code=status.HTTP_201_CREATED, response_model=LicencePublic
 )
 def add_version(
-    licence_id: int, body: LicenceCreate, instance: InstanceDep, caller: Writer
+    licence_id: LicenceId, body: LicenceCreate, instance: InstanceDep, caller: Writer
 ) -> LicencePublic:
     """Issue the next version of a licence; earlier versions stay as they were."""
     current = _read(instance, licence_id)
@@ -106,7 +109,7 @@ def add_version(
 
 
 @router.post("/{licence_id}/revoke", response_model=LicencePublic)
-def revoke(licence_id: int, instance: InstanceDep, caller: Writer) -> LicencePublic:
+def revoke(licence_id: LicenceId, instance: InstanceDep, caller: Writer) -> LicencePublic:
     """Revoke a licence: checks under it deny from the revocation block on."""
     current = _read(instance, licence_id)
     own_member(caller, current.licensor, f"licence {licence_id}")

@@ -93,7 +93,7 @@ def create_resource(
     metadata: Annotated[
         str, Form(description="Dublin Core metadata as a JSON object; `title` is required")
     ],
-    licence_id: Annotated[int, Form(ge=0)] = 0,
+    licence_id: Annotated[int, Form(ge=0, le=2**32 - 1, description="0: none yet")] = 0,
     public: Annotated[bool, Form(description="store unencrypted (CID of the plaintext)")] = False,
     file: Annotated[UploadFile | None, File(description="the content")] = None,
     cid: Annotated[str | None, Form(description="instead of a file: a CID already stored")] = None,
