@@ -419,23 +419,33 @@ class _IndexCache:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._generation = -1
+        self._seen: dict[str, int] = {}
+        self._owners: dict[str, str] = {}  # account -> library id
         self._view = _IndexCache.View({}, {})
         self._licences: dict[int, Licence | None] = {}
 
+    def _changed(self, kind: str) -> bool:
+        generation = self.db.generations[kind]
+        if self._seen.get(kind) == generation:
+            return False
+        self._seen[kind] = generation
+        return True
+
     def refresh(self, session: Session) -> _IndexCache.View:
-        if self._generation != self.db.generation:
-            generation = self.db.generation
+        """The cached view, reloading only the kinds of rows the indexer changed."""
+        members_changed = self._changed("members")
+        if members_changed:
             members = session.exec(select(MemberRow)).all()
-            owners = {m.account: m.library_id for m in members}
-            resources = {
-                r.id: (owners[r.owner], r.licence_id)
+            self._owners = {m.account: m.library_id for m in members}
+            self._view.tiers = {m.library_id: m.tier for m in members}
+        if self._changed("resources") or members_changed:
+            self._view.resources = {
+                r.id: (self._owners[r.owner], r.licence_id)
                 for r in session.exec(select(ResourceRow)).all()
-                if r.owner in owners
+                if r.owner in self._owners
             }
-            self._view = _IndexCache.View(resources, {m.library_id: m.tier for m in members})
+        if self._changed("licences"):
             self._licences = {}
-            self._generation = generation
         return self._view
 
     def licence(self, session: Session, licence_id: int, at: datetime) -> Licence | None:

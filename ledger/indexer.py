@@ -37,6 +37,18 @@ from ledger.store import (
 
 PAGE_BLOCKS = 2_000
 
+_KINDS = {
+    "MemberAdmitted": "members",
+    "LicenceIssued": "licences",
+    "LicenceRevoked": "licences",
+    "ResourceRegistered": "resources",
+    "ProvenanceLinked": "resources",
+    "ResourceSuperseded": "resources",
+    "ResourceLicenceChanged": "resources",
+    "HeadAnchored": "heads",
+}
+"""Which index rows each event changes; caches refresh only for the kinds that changed."""
+
 
 def _hex(value: bytes) -> str:
     return "0x" + bytes(value).hex()
@@ -90,6 +102,7 @@ class Indexer:
         """Index every confirmed block not yet indexed; return the number of events applied."""
         target = self.chain.block_number() - self.confirmations
         applied = 0
+        kinds: set[str] = set()
         start = self.cursor() + 1
         addresses = [c.address for c in self.contracts.by_name().values()]
         while start <= target:
@@ -100,26 +113,30 @@ class Indexer:
                 )
             with self.db.session() as session:
                 for log in logs:
-                    applied += self._apply(session, log)
+                    kind = self._apply(session, log)
+                    if kind is not None:
+                        kinds.add(kind)
+                        applied += 1
                 session.merge(CursorRow(name=self.cursor_name, block=end))
-            if logs:
-                self.db.generation += 1
+            for kind in kinds:
+                self.db.generations[kind] += 1
             start = end + 1
         return applied
 
     # -- event handlers --------------------------------------------------------------
 
-    def _apply(self, session: Session, log: LogReceipt) -> int:
+    def _apply(self, session: Session, log: LogReceipt) -> str | None:
+        """Apply one log; return the kind of index rows it changed (None: not ours)."""
         topics = log["topics"]
         if not topics:
-            return 0
+            return None
         found = self._abis.get(bytes(topics[0]))
         if found is None:
-            return 0
+            return None
         abi, handler = found
         data = get_event_data(self.chain.w3.codec, cast(ABIEvent, abi), log)
         handler(session, data)
-        return 1
+        return _KINDS[str(abi["name"])]
 
     def _block_time(self, block: int) -> datetime:
         if block not in self._timestamps:

@@ -8,6 +8,7 @@ service, in one transaction per decision.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -184,8 +185,9 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.generation = 0
-        """Bumped whenever the indexer applies events, so caches of index rows refresh."""
+        self.generations: Counter[str] = Counter()
+        """Per kind of index row ("members", "licences", "resources", "heads"): bumped when
+        the indexer applies events of that kind, so caches of those rows refresh."""
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
