@@ -7,6 +7,7 @@ with no key. Whatever comes in, the answer is below 500 and every error is probl
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,11 @@ from tests.conftest import make_consortium
 
 
 def _labels() -> list[str]:
-    # The OpenAPI document needs no running instance: read it from an app never started.
-    app = create_app(InstanceConfig(Path("unused"), "unused"))
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    return sorted(op.ok().label for op in schema.get_all_operations())
+    # The OpenAPI document needs no consortium: read it from an app over an empty data dir.
+    with tempfile.TemporaryDirectory(prefix="libshare-openapi-") as tmp:
+        app = create_app(InstanceConfig(Path(tmp), "unused"))
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        return sorted(op.ok().label for op in schema.get_all_operations())
 
 
 LABELS = _labels()
