@@ -280,7 +280,7 @@ def _run_checks(instance: Instance, keys: dict[str, MemberKeys], checks: int) ->
             instance.access.check(
                 resource_id=resource.id,
                 requesting_member=requester,
-                patron=keys[requester].pseudonym(patron_id),
+                patron=keys[requester].pseudonym(patron_id, instance.clock()),
                 patron_category=_pick(rng, _CATEGORIES),
                 purpose=_pick(rng, _PURPOSES),
                 method=method,

@@ -11,12 +11,14 @@ federation work; here the index is synced after each write and at start-up.)
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from eth_typing import ABIEvent
 from eth_utils.abi import event_abi_to_log_topic
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from web3._utils.events import get_event_data
 from web3.types import EventData, LogReceipt
@@ -91,6 +93,7 @@ class Indexer:
                     topic = bytes(event_abi_to_log_topic(event_abi))
                     self._abis[topic] = (dict(event_abi), handlers[event_abi["name"]])
         self._timestamps: dict[int, datetime] = {}
+        self._lock = threading.Lock()
 
     def cursor(self) -> int:
         """The last block whose events are in the index."""
@@ -99,7 +102,22 @@ class Indexer:
             return row.block if row else self.contracts.deployment.block - 1
 
     def sync(self) -> int:
-        """Index every confirmed block not yet indexed; return the number of events applied."""
+        """Index every confirmed block not yet indexed; return the number of events applied.
+
+        One sync at a time: the service's request threads and its anchoring thread all
+        sync, and two at once would apply the same events twice.
+        """
+        with self._lock:
+            for _ in range(3):
+                try:
+                    return self._sync()
+                except IntegrityError:
+                    # Another process indexed the same blocks first (the transaction rolled
+                    # back, the cursor moved on): go again from where it left the index.
+                    continue
+            return self._sync()
+
+    def _sync(self) -> int:
         target = self.chain.block_number() - self.confirmations
         applied = 0
         kinds: set[str] = set()

@@ -77,7 +77,9 @@ def content(decision_id: str, instance: InstanceDep, caller: Delivery) -> Stream
 async def check(body: AccessCheck, instance: InstanceDep, caller: Delivery) -> AccessDecision:
     """Decide a share request; the decision is in the supplier's trail before this answers."""
     own_member(caller, body.requesting_member, "the patron")
-    patron = instance.member_keys(body.requesting_member).pseudonym(body.patron_id)
+    patron = instance.member_keys(body.requesting_member).pseudonym(
+        body.patron_id, instance.clock()
+    )
     request = ShareRequest.parse(
         resource_id=body.resource_id,
         requesting_member=body.requesting_member,

@@ -32,7 +32,7 @@ def test_a_sealed_resource_stored_on_the_ipfs_node_is_delivered_after_an_allowed
         request = ShareRequest.parse(
             resource_id=res.resource_id,
             requesting_member="CN-B",
-            patron=instance.member_keys("CN-B").pseudonym("p-1"),
+            patron=instance.member_keys("CN-B").pseudonym("p-1", instance.clock()),
             patron_category="faculty",
             purpose="research",
             method="copy",

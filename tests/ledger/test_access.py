@@ -24,7 +24,7 @@ def _request(c: Consortium, **overrides: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "resource_id": c.resource_id,
         "requesting_member": "CN-B",
-        "patron": c.members["CN-B"].pseudonym("patron-1"),
+        "patron": c.members["CN-B"].pseudonym("patron-1", c.instance.clock()),
         "patron_category": "faculty",
         "purpose": "research",
         "method": "copy",
@@ -54,7 +54,7 @@ def test_single_article_copy_is_allowed_free_with_obligations(consortium: Consor
 def test_concurrent_whole_book_copies_for_one_patron_allow_exactly_three(
     consortium: Consortium,
 ) -> None:
-    patron = consortium.members["CN-B"].pseudonym("patron-whole")
+    patron = consortium.members["CN-B"].pseudonym("patron-whole", consortium.instance.clock())
     request = _request(consortium, patron=patron, scope="whole")
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(pool.map(lambda _: consortium.instance.access.check(**request), range(12)))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from ledger.errors import ConfigError, InvalidInput, NotFound, PermissionDenied
 from ledger.keys import LIGHT_SCRYPT_N, Keystore
+
+AT = datetime(2026, 5, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -33,7 +36,7 @@ def test_loaded_keys_equal_created_keys(keystore: Keystore) -> None:
     created = keystore.create("CN-XJTU")
     loaded = keystore.load("CN-XJTU")
     assert loaded.account.address == created.account.address
-    assert loaded.patron_key == created.patron_key
+    assert loaded.pseudonym("p-1", AT) == created.pseudonym("p-1", AT)
 
 
 def test_wrong_password_is_refused(keystore: Keystore, tmp_path: Path) -> None:
@@ -61,7 +64,7 @@ def test_library_id_that_is_not_isil_like_is_refused(keystore: Keystore) -> None
 def test_pseudonym_is_stable_per_member_and_differs_between_members(keystore: Keystore) -> None:
     a = keystore.create("CN-A")
     b = keystore.create("CN-B")
-    assert a.pseudonym("patron-1") == a.pseudonym("patron-1")
-    assert a.pseudonym("patron-1") != b.pseudonym("patron-1")
-    assert "patron-1" not in a.pseudonym("patron-1")
-    assert len(a.pseudonym("patron-1")) == 64
+    assert a.pseudonym("patron-1", AT) == a.pseudonym("patron-1", AT)
+    assert a.pseudonym("patron-1", AT) != b.pseudonym("patron-1", AT)
+    assert "patron-1" not in a.pseudonym("patron-1", AT)
+    assert len(a.pseudonym("patron-1", AT)) == len("2026:") + 64
