@@ -52,7 +52,7 @@ def set_up(data_dir: Path, resources: int, licences: int, rpc: str | None) -> tu
         admin = instance.keystore.create("ADMIN")
         members = {lib: instance.keystore.create(lib) for lib in ("CN-A", "CN-B", "CN-C")}
         for keys in (admin, *members.values()):
-            instance.chain.fund_from_node(keys.account.address, 10**22)
+            instance.chain.fund_from_node(keys.account.address, 10**20)
         founders = [
             FounderInput(lib, tier, "CN", members[lib].account.address)
             for tier, lib in enumerate(members, start=1)
