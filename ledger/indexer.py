@@ -24,6 +24,7 @@ from web3._utils.events import get_event_data
 from web3.types import EventData, LogReceipt
 
 from ledger.chain import Chain
+from ledger.cid import cid_to_string
 from ledger.errors import StorageError
 from ledger.onchain import ConsortiumContracts
 from ledger.store import (
@@ -214,8 +215,6 @@ class Indexer:
 
     def _resource_registered(self, session: Session, ev: EventData) -> None:
         a = ev["args"]
-        from ledger.cid import cid_to_string
-
         session.merge(
             ResourceRow(
                 id=_hex(a["id"]),
