@@ -4,12 +4,14 @@
     SQLite (WAL, synchronous=FULL), in group-commit batches as the access service writes
     them (``trail.begin`` / ``append`` / ``write`` / commit / ``promote``), and beside it
     the baseline of one transaction per entry.
-(b) Generates an export of ``--entries`` entries with a consistent set of heads (computed
-    with :mod:`ledger.merkle`), then times :func:`verify_export` over it (heads passed
-    in, no chain) beside the baseline of reading and ``json.loads``-ing every line.
+(b) Generates an export (format version 2) of ``--entries`` entries with a consistent set
+    of heads (computed with :mod:`ledger.merkle`), then times :func:`verify_export_file`
+    over it (heads passed in, no chain; as ``libshare audit verify`` runs it) beside the
+    baseline of reading and ``json.loads``-ing every line. ``--v1`` also writes the same
+    trail in format version 1 and times its verification.
 
     python scripts/bench/trail.py [--appends 100000] [--batch 256] [--single 2000]
-                                  [--entries 1000000] [--seed 2026]
+                                  [--entries 1000000] [--seed 2026] [--v1]
 
 Prints a table, then, as its last line, one JSON object with the figures.
 """
@@ -31,7 +33,7 @@ from ledger.access import canonical_entry
 from ledger.audit import Head
 from ledger.store import Database
 from ledger.trail import Trail
-from ledger.trail_export import verify_export
+from ledger.trail_export import verify_export_file
 
 _YEAR = datetime(2026, 1, 1, tzinfo=UTC)
 _MEMBERS = ["CN-XJTU", "CN-FDU", "CN-SJTU", "CN-ZJU", "CN-NJU", "CN-WHU"]
@@ -95,17 +97,21 @@ def bench_appends(folder: Path, bodies: list[bytes], batch: int) -> float:
         db.close()
 
 
-def write_export(path: Path, n: int, seed: int) -> list[Head]:
-    """Write an export of ``n`` entries; return heads at about 1/3, 2/3 and 9/10 of it."""
+def write_export(path: Path, n: int, seed: int, v1: Path | None = None) -> list[Head]:
+    """Write an export of ``n`` entries; return heads at about 1/3, 2/3 and 9/10 of it.
+
+    With ``v1``, also write the same export in format version 1 there.
+    """
     rnd = random.Random(seed)
     sizes = sorted({max(1, n // 3), max(1, 2 * n // 3), max(1, 9 * n // 10)})
     frontier = merkle.CompactRange()
     heads: list[Head] = []
     dumps = json.dumps
+    old = v1.open("w", encoding="utf-8", newline="\n") if v1 is not None else None
     with path.open("w", encoding="utf-8", newline="\n") as out:
         header = {
             "type": "libshare-trail",
-            "version": 1,
+            "version": 2,
             "member": "CN-PKU",
             "account": "0x" + "ab" * 20,
             "chain_id": 1337,
@@ -114,35 +120,46 @@ def write_export(path: Path, n: int, seed: int) -> list[Head]:
             "size": n,
         }
         out.write(dumps(header, separators=(",", ":")) + "\n")
+        if old is not None:
+            old.write(dumps(dict(header, version=1), separators=(",", ":")) + "\n")
         for seq in range(n):
             body = entry(rnd, seq)
             leaf = merkle.leaf_hash(body)
             frontier.append(leaf)
-            line = {"type": "entry", "seq": seq, "leaf_hash": leaf.hex(), "body": body.decode()}
-            out.write(dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n")
+            text = body.decode()
+            out.write(f'{{"type":"entry","seq":{seq},"leaf_hash":"{leaf.hex()}","body":{text}}}\n')
+            if old is not None:
+                line = {"type": "entry", "seq": seq, "leaf_hash": leaf.hex(), "body": text}
+                old.write(dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n")
             if frontier.size in sizes:
                 heads.append(Head(frontier.size, bytes(frontier.root()), seq, "0x" + "00" * 32))
         for h in heads:
             line = {"type": "head", "size": h.size, "root": h.root.hex(), "block": h.block}
-            out.write(dumps(dict(line, tx=h.tx_hash), separators=(",", ":")) + "\n")
+            text = dumps(dict(line, tx=h.tx_hash), separators=(",", ":")) + "\n"
+            out.write(text)
+            if old is not None:
+                old.write(text)
+    if old is not None:
+        old.close()
     return heads
 
 
-def bench_verify(path: Path, heads: list[Head]) -> tuple[float, float, int]:
-    """Time reading + json.loads of every line, then verify_export; return both (s)."""
+def bench_parse(path: Path) -> float:
+    """Time reading + json.loads of every line (the baseline); return seconds."""
     start = perf_counter()
-    count = 0
     with path.open(encoding="utf-8") as lines:
         for line in lines:
             json.loads(line)
-            count += 1
-    parse_s = perf_counter() - start
+    return perf_counter() - start
+
+
+def bench_verify(path: Path, heads: list[Head]) -> tuple[float, int]:
+    """Time verify_export_file as `audit verify` calls it; return seconds and entries."""
     start = perf_counter()
-    with path.open(encoding="utf-8") as lines:
-        report = verify_export(lines, heads)
+    report = verify_export_file(path, heads)
     verify_s = perf_counter() - start
     assert report.heads == len(heads) and report.file_heads == len(heads)
-    return parse_s, verify_s, report.entries
+    return verify_s, report.entries
 
 
 def main() -> None:
@@ -152,6 +169,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=2_000)
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--v1", action="store_true", help="also time a format version 1 export")
     args = parser.parse_args()
 
     rnd = random.Random(args.seed)
@@ -162,18 +180,23 @@ def main() -> None:
         grouped = bench_appends(folder, bodies, args.batch)
         single = bench_appends(folder, bodies[: args.single], 1)
         export = folder / "trail.jsonl"
+        export_v1 = folder / "trail-v1.jsonl" if args.v1 else None
         gen_start = perf_counter()
-        heads = write_export(export, args.entries, args.seed)
+        heads = write_export(export, args.entries, args.seed, export_v1)
         gen_s = perf_counter() - gen_start
         size_mb = export.stat().st_size / 1e6
-        parse_s, verify_s, entries = bench_verify(export, heads)
+        parse_s = bench_parse(export)
+        verify_s, entries = bench_verify(export, heads)
+        verify_v1_s = bench_verify(export_v1, heads)[0] if export_v1 is not None else None
 
     rows = [
         (f"append, group commit ({args.batch}/txn)", f"{args.appends:,}", f"{grouped:,.0f} /s"),
         ("append, one txn per entry (baseline)", f"{args.single:,}", f"{single:,.0f} /s"),
         ("read + json.loads lines (baseline)", f"{entries:,}", f"{parse_s:.2f} s"),
-        ("verify_export", f"{entries:,}", f"{verify_s:.2f} s"),
+        ("verify_export_file (format 2, 2 cores)", f"{entries:,}", f"{verify_s:.2f} s"),
     ]
+    if verify_v1_s is not None:
+        rows.append(("verify_export_file (format 1)", f"{entries:,}", f"{verify_v1_s:.2f} s"))
     print(
         f"python {platform.python_version()} on {platform.machine()}, entries ~{mean_bytes:.0f} B,"
         f" export {size_mb:.0f} MB (generated in {gen_s:.1f} s), {len(heads)} heads"
@@ -191,6 +214,7 @@ def main() -> None:
         "verify_s": round(verify_s, 3),
         "parse_only_s": round(parse_s, 3),
         "verify_over_parse": round(verify_s / parse_s, 2),
+        "verify_v1_s": round(verify_v1_s, 3) if verify_v1_s is not None else None,
     }
     sys.stdout.flush()
     print(json.dumps(figures))

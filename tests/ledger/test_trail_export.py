@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger import merkle
+from ledger import merkle, trail_export
 from ledger.access import canonical_entry
 from ledger.anchoring import anchor_trail
 from ledger.audit import Head
@@ -23,10 +24,14 @@ from ledger.trail_export import (
     _FAST_CANONICAL,
     ExportMismatch,
     MalformedExport,
+    _levels,
+    _Scan,
+    _subtrees,
     export_trail,
     load_chain_heads,
     read_header,
     verify_export,
+    verify_export_file,
 )
 from tests.conftest import Consortium, make_consortium
 
@@ -89,11 +94,32 @@ def _entry_line(lines: list[str], seq: int) -> dict[str, Any]:
     return obj
 
 
+def _raw_body(line: str) -> str:
+    """The body of a version 2 entry line, verbatim."""
+    return line[line.index('"body":') + 7 : line.rindex("}")]
+
+
+def _v2_line(seq: int, leaf_hash: str, body: str) -> str:
+    """An entry line in the exact form the exporter writes (the verifier's fast path)."""
+    return f'{{"type":"entry","seq":{seq},"leaf_hash":"{leaf_hash}","body":{body}}}\n'
+
+
 def _with_body(obj: dict[str, Any], body: str, *, rehash: bool) -> str:
-    obj = dict(obj, body=body)
-    if rehash:  # a careful forger keeps the line self-consistent
-        obj["leaf_hash"] = merkle.leaf_hash(body.encode()).hex()
-    return json.dumps(obj, ensure_ascii=False) + "\n"
+    # a careful forger keeps the line self-consistent (rehash)
+    leaf = merkle.leaf_hash(body.encode()).hex() if rehash else obj["leaf_hash"]
+    return _v2_line(obj["seq"], leaf, body)
+
+
+def _as_v1(lines: list[str]) -> list[str]:
+    """The same export in format version 1: each body held as a JSON string."""
+    header = dict(json.loads(lines[0]), version=1)
+    out = [json.dumps(header, separators=(",", ":")) + "\n"]
+    for line in lines[1:]:
+        obj = json.loads(line)
+        if obj["type"] == "entry":
+            obj["body"] = _raw_body(line)
+        out.append(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
+    return out
 
 
 # -- an untouched export ---------------------------------------------------------------
@@ -118,20 +144,21 @@ def test_an_untouched_export_verifies_with_both_heads_and_the_unanchored_tail(
 
 def test_the_export_format_is_a_header_then_entries_then_heads(exported: Exported) -> None:
     rows = [json.loads(line) for line in exported.lines]
-    assert rows[0]["type"] == "libshare-trail" and rows[0]["version"] == 1
+    assert rows[0]["type"] == "libshare-trail" and rows[0]["version"] == 2
     assert [r["type"] for r in rows[1:]] == ["entry"] * 28 + ["head"] * 2
     assert [r["seq"] for r in rows[1:29]] == list(range(28))
     assert [(r["size"], r["root"]) for r in rows[29:]] == [
         (h.size, h.root.hex()) for h in exported.heads()
     ]
-    for row in rows[1:29]:
-        body = row["body"].encode()
-        assert rfc8785.dumps(json.loads(body)) == body
+    for row, line in zip(rows[1:29], exported.lines[1:29], strict=True):
+        body = _raw_body(line).encode()  # the anchored bytes, verbatim: no string escaping
+        assert rfc8785.dumps(row["body"]) == body
         assert row["leaf_hash"] == merkle.leaf_hash(body).hex()
+        assert line == _v2_line(row["seq"], row["leaf_hash"], body.decode())
 
 
 def test_every_real_entry_takes_the_fast_canonical_path(exported: Exported) -> None:
-    bodies = [json.loads(line)["body"] for line in exported.lines[1:29]]
+    bodies = [_raw_body(line) for line in exported.lines[1:29]]
     assert all(_FAST_CANONICAL.fullmatch(body) for body in bodies)
 
 
@@ -175,7 +202,7 @@ def test_an_edited_field_of_an_anchored_entry_fails_at_the_first_head_covering_i
 ) -> None:
     lines = list(exported.lines)
     entry = _entry_line(lines, 7)
-    body = json.loads(entry["body"])
+    body = entry["body"]
     body[field] = _edited(field, body[field])
     lines[8] = _with_body(entry, canonical_entry(body).decode(), rehash=True)
     with pytest.raises(
@@ -192,7 +219,7 @@ def test_an_edited_entry_after_the_first_head_is_narrowed_to_the_second_heads_ra
 ) -> None:
     lines = list(exported.lines)
     entry = _entry_line(lines, 22)
-    body = json.loads(entry["body"])
+    body = entry["body"]
     body["reason"] = "allowed" if body["reason"] != "allowed" else "no_licence"
     lines[23] = _with_body(entry, canonical_entry(body).decode(), rehash=True)
     with pytest.raises(ExportMismatch, match=r"head of size 25 .*an entry from 20 to 24 differs"):
@@ -202,7 +229,7 @@ def test_an_edited_entry_after_the_first_head_is_narrowed_to_the_second_heads_ra
 def test_an_edited_body_with_its_old_leaf_hash_fails_at_that_entry(exported: Exported) -> None:
     lines = list(exported.lines)
     entry = _entry_line(lines, 5)
-    lines[6] = _with_body(entry, entry["body"].replace('"CN-B"', '"CN-C"'), rehash=False)
+    lines[6] = _with_body(entry, _raw_body(lines[6]).replace('"CN-B"', '"CN-C"'), rehash=False)
     with pytest.raises(ExportMismatch, match="entry 5: leaf hash does not match body") as info:
         verify_export(lines, exported.heads())
     assert info.value.seq == 5
@@ -212,21 +239,66 @@ def test_a_wrong_leaf_hash_field_fails_at_that_entry_even_in_the_unanchored_tail
     exported: Exported,
 ) -> None:
     lines = list(exported.lines)
-    entry = _entry_line(lines, 26)
-    lines[27] = json.dumps(dict(entry, leaf_hash="ab" * 32)) + "\n"
+    lines[27] = _v2_line(26, "ab" * 32, _raw_body(lines[27]))
     with pytest.raises(
         ExportMismatch, match=f"entry 26: leaf hash does not match body: the line says {'ab' * 32}"
     ):
         verify_export(lines, exported.heads())
 
 
-def test_a_non_canonical_but_equivalent_body_is_tampering(exported: Exported) -> None:
+def _spaced(body: dict[str, Any]) -> str:
+    return json.dumps(body, sort_keys=True, ensure_ascii=False)  # equal, but not canonical
+
+
+def test_a_non_canonical_but_equivalent_body_in_a_version_1_file_is_named_at_its_entry(
+    exported: Exported,
+) -> None:
+    lines = _as_v1(exported.lines)
+    entry = json.loads(lines[4])
+    spaced = _spaced(json.loads(entry["body"]))
+    assert spaced != entry["body"] and json.loads(spaced) == json.loads(entry["body"])
+    entry.update(body=spaced, leaf_hash=merkle.leaf_hash(spaced.encode()).hex())
+    lines[4] = json.dumps(entry, ensure_ascii=False) + "\n"
+    with pytest.raises(ExportMismatch, match="entry 3: the body is not RFC 8785 canonical JSON"):
+        verify_export(lines, exported.heads())
+
+
+def test_a_reformatted_anchored_body_with_a_recomputed_leaf_fails_at_its_head(
+    exported: Exported,
+) -> None:
     lines = list(exported.lines)
     entry = _entry_line(lines, 3)
-    spaced = json.dumps(json.loads(entry["body"]), sort_keys=True, ensure_ascii=False)
-    assert spaced != entry["body"] and json.loads(spaced) == json.loads(entry["body"])
-    lines[4] = _with_body(entry, spaced, rehash=True)
+    lines[4] = _with_body(entry, _spaced(entry["body"]), rehash=True)
+    with pytest.raises(ExportMismatch, match=r"head of size 20 .*an entry from 0 to 19 differs"):
+        verify_export(lines, exported.heads())
+
+
+def test_a_reformatted_body_under_its_old_leaf_hash_is_named_not_canonical(
+    exported: Exported,
+) -> None:
+    lines = list(exported.lines)
+    entry = _entry_line(lines, 3)
+    lines[4] = _with_body(entry, _spaced(entry["body"]), rehash=False)
     with pytest.raises(ExportMismatch, match="entry 3: the body is not RFC 8785 canonical JSON"):
+        verify_export(lines, exported.heads())
+
+
+def test_a_reformatted_unanchored_body_is_named_not_canonical_even_rehashed(
+    exported: Exported,
+) -> None:
+    lines = list(exported.lines)
+    entry = _entry_line(lines, 26)
+    lines[27] = _with_body(entry, _spaced(entry["body"]), rehash=True)
+    with pytest.raises(ExportMismatch, match="entry 26: the body is not RFC 8785 canonical JSON"):
+        verify_export(lines, exported.heads())
+
+
+def test_a_body_of_bytes_that_are_not_json_is_malformed_where_it_stands(
+    exported: Exported,
+) -> None:
+    lines = list(exported.lines)
+    lines[6] = _v2_line(5, _entry_line(lines, 5)["leaf_hash"], "nonsense")
+    with pytest.raises(MalformedExport, match=r"line 7: not a JSON object \("):
         verify_export(lines, exported.heads())
 
 
@@ -241,7 +313,7 @@ def test_a_deleted_entry_is_named_missing(exported: Exported) -> None:
 def test_an_inserted_entry_with_a_repeated_number_appears_twice(exported: Exported) -> None:
     lines = list(exported.lines)
     entry = _entry_line(lines, 9)
-    body = json.loads(entry["body"])
+    body = entry["body"]
     body["decision_id"] = "0x" + "ee" * 32
     lines.insert(11, _with_body(entry, canonical_entry(body).decode(), rehash=True))
     with pytest.raises(ExportMismatch, match="entry 9 appears twice: line 12 repeats line 11"):
@@ -253,12 +325,10 @@ def test_an_inserted_entry_with_the_rest_renumbered_fails_at_the_first_head(
 ) -> None:
     lines = list(exported.lines)
     header = json.loads(lines[0])
-    rows = [json.loads(line) for line in lines[1:29]]
-    rows.insert(10, dict(rows[10]))
-    for seq, row in enumerate(rows):
-        row["seq"] = seq
+    rows = [(json.loads(line)["leaf_hash"], _raw_body(line)) for line in lines[1:29]]
+    rows.insert(10, rows[10])
     header["size"] = len(rows)
-    forged = [json.dumps(header) + "\n"] + [json.dumps(r) + "\n" for r in rows]
+    forged = [json.dumps(header) + "\n"] + [_v2_line(s, *row) for s, row in enumerate(rows)]
     with pytest.raises(ExportMismatch, match=r"head of size 20 .*an entry from 0 to 19 differs"):
         verify_export(forged, exported.heads())
 
@@ -275,8 +345,9 @@ def test_two_swapped_entries_are_named_out_of_order(exported: Exported) -> None:
 def test_swapped_bodies_under_kept_numbers_fail_at_the_head(exported: Exported) -> None:
     lines = list(exported.lines)
     a, b = _entry_line(lines, 12), _entry_line(lines, 13)
-    lines[13] = json.dumps(dict(b, seq=12)) + "\n"
-    lines[14] = json.dumps(dict(a, seq=13)) + "\n"
+    a_body, b_body = _raw_body(lines[13]), _raw_body(lines[14])
+    lines[13] = _v2_line(12, b["leaf_hash"], b_body)
+    lines[14] = _v2_line(13, a["leaf_hash"], a_body)
     with pytest.raises(ExportMismatch, match="head of size 20"):
         verify_export(lines, exported.heads())
 
@@ -430,10 +501,155 @@ def test_the_fast_canonical_path_refuses_non_canonical_values(variant: str) -> N
     assert not _FAST_CANONICAL.fullmatch(body)
 
 
-def test_entry_lines_in_another_json_layout_verify_the_same(exported: Exported) -> None:
-    relaid = [exported.lines[0]]
-    for line in exported.lines[1:]:
+def test_version_1_entry_lines_in_another_json_layout_verify_the_same(
+    exported: Exported,
+) -> None:
+    v1 = _as_v1(exported.lines)
+    relaid = [v1[0]]
+    for line in v1[1:]:
         obj = json.loads(line)
         relaid.append(json.dumps(dict(reversed(obj.items())), indent=None) + "\r\n")
     report = verify_export(relaid, exported.heads())
     assert (report.entries, report.heads, report.unanchored) == (28, 2, 3)
+
+
+def test_a_reformatted_version_2_entry_line_is_caught_at_its_first_entry(
+    exported: Exported,
+) -> None:
+    relaid = [exported.lines[0]]
+    for line in exported.lines[1:]:
+        obj = json.loads(line)
+        relaid.append(json.dumps(dict(reversed(obj.items())), indent=None) + "\r\n")
+    with pytest.raises(ExportMismatch, match="entry 0: the body is not RFC 8785 canonical JSON"):
+        verify_export(relaid, exported.heads())
+
+
+def test_version_2_lines_in_another_layout_around_verbatim_bodies_take_the_strict_path(
+    exported: Exported,
+) -> None:
+    relaid = [exported.lines[0]]
+    for line in exported.lines[1:29]:
+        obj = json.loads(line)
+        relaid.append(
+            f'{{ "body" : {_raw_body(line)} , "seq": {obj["seq"]}, "type": "entry",\t'
+            f'"leaf_hash": "{obj["leaf_hash"]}" }}\r\n'
+        )
+    relaid += exported.lines[29:]
+    report = verify_export(relaid, exported.heads())
+    assert (report.entries, report.heads, report.unanchored) == (28, 2, 3)
+
+
+def test_a_version_1_export_still_verifies(exported: Exported) -> None:
+    v1 = _as_v1(exported.lines)
+    assert json.loads(v1[0])["version"] == 1
+    report = verify_export(v1, exported.heads())
+    assert (report.entries, report.heads, report.unanchored) == (28, 2, 3)
+    assert report.header.version == 1
+    assert report.anchored_root == exported.heads()[-1].root
+
+
+def test_a_string_body_in_a_version_2_file_is_malformed(exported: Exported) -> None:
+    lines = list(exported.lines)
+    lines[3] = _as_v1(exported.lines)[3]
+    with pytest.raises(MalformedExport, match=r"line 4: the entry's body is .*want a JSON object"):
+        verify_export(lines, exported.heads())
+
+
+def test_bytes_lines_verify_the_same_as_text_lines(exported: Exported) -> None:
+    report = verify_export([line.encode() for line in exported.lines], exported.heads())
+    assert report == verify_export(exported.lines, exported.heads())
+
+
+def test_a_line_that_is_not_utf8_is_malformed(exported: Exported) -> None:
+    lines = [line.encode() for line in exported.lines]
+    lines[5] = lines[5].replace(b"CN-B", b"CN-\xff")
+    with pytest.raises(MalformedExport, match="line 6: not UTF-8 text"):
+        verify_export(lines, exported.heads())
+
+
+# -- the file verifier, on two cores ---------------------------------------------------
+
+
+@pytest.fixture
+def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trail_export, "_PARALLEL_MIN_BYTES", 0)  # split even a tiny file
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_bytes("".join(lines).encode())
+    return path
+
+
+@pytest.mark.usefixtures("two_cores")
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_file_verifier_on_two_cores_reports_what_the_line_verifier_does(
+    exported: Exported, tmp_path: Path, version: int
+) -> None:
+    lines = exported.lines if version == 2 else _as_v1(exported.lines)
+    report = verify_export_file(_write(tmp_path / "t.jsonl", lines), exported.heads())
+    assert report == verify_export(lines, exported.heads())
+    assert report.header.version == version
+
+
+def _tampered(exported: Exported, how: str) -> list[str]:
+    lines = list(exported.lines)
+    if how == "edited body":
+        lines[6] = lines[6].replace("CN-B", "CN-C", 1)
+    elif how == "edited and rehashed":
+        entry = _entry_line(lines, 22)
+        entry["body"]["reason"] = "forged"
+        lines[23] = _with_body(entry, canonical_entry(entry["body"]).decode(), rehash=True)
+    elif how == "deleted":
+        del lines[17]
+    elif how == "swapped":
+        lines[16], lines[17] = lines[17], lines[16]
+    elif how == "not json":
+        lines[20] = "{not json\n"
+    elif how == "truncated":
+        lines = lines[:23]
+    elif how == "forged head":
+        head = json.loads(lines[29])
+        lines[29] = json.dumps(dict(head, root="cd" * 32)) + "\n"
+    return lines
+
+
+@pytest.mark.usefixtures("two_cores")
+@pytest.mark.parametrize(
+    "how",
+    [
+        "edited body",
+        "edited and rehashed",
+        "deleted",
+        "swapped",
+        "not json",
+        "truncated",
+        "forged head",
+    ],
+)
+def test_the_file_verifier_on_two_cores_names_tampering_as_the_line_verifier_does(
+    exported: Exported, tmp_path: Path, how: str
+) -> None:
+    lines = _tampered(exported, how)
+    with pytest.raises(ProofError) as want:
+        verify_export(lines, exported.heads())
+    path = _write(tmp_path / "t.jsonl", lines)
+    with pytest.raises(type(want.value)) as got:
+        verify_export_file(path, exported.heads())
+    assert isinstance(want.value, ExportMismatch | MalformedExport)
+    assert isinstance(got.value, ExportMismatch | MalformedExport)
+    assert (str(got.value), got.value.line) == (str(want.value), want.value.line)
+
+
+@given(st.integers(1, 300), st.data())
+def test_subtrees_of_consecutive_scans_give_every_prefix_root(n: int, data: st.DataObject) -> None:
+    leaves = [bytes(merkle.leaf_hash(i.to_bytes(4, "big"))) for i in range(n)]
+    cut = data.draw(st.integers(0, n))
+    pieces = [
+        _Scan(first, len(part), 0, _levels(first, part))
+        for first, part in ((0, leaves[:cut]), (cut, leaves[cut:]))
+        if part
+    ]
+    subtree = _subtrees(pieces)
+    for size in sorted({1, n, cut or 1, data.draw(st.integers(1, n))}):
+        hashes = [subtree(*node) for node in merkle.aligned_subtrees(0, size)]
+        assert merkle.root_from_subtrees(hashes) == merkle.root_from_leaves(leaves[:size])
