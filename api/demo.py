@@ -149,7 +149,10 @@ def _set_up(instance: Instance, console: Console) -> dict[str, MemberKeys]:
         owner = keys[member.library_id]
         items = _resources_for(rng, member, index, licences[member.library_id])
         registered += len(register_resources(instance, owner, items))
-    console.print(f"  registered {registered} resources with their sha-256 and CID")
+    console.print(
+        f"  stored {registered} resources sealed and registered them "
+        "(sha-256 of the plaintext, CID of what is stored)"
+    )
     return keys
 
 
