@@ -58,7 +58,7 @@ def cid(
     from ledger.cid import Profile, cid_of_file
 
     def go() -> str:
-        return str(cid_of_file(path, parse_enum(Profile, profile, "profile")).cid)
+        return str(cid_of_file(path, parse_enum(Profile, profile, "profile"), sha256=False).cid)
 
     sys.stdout.write(_run(go) + "\n")
 

@@ -146,7 +146,8 @@ class RootInfo:
     """What hashing a whole file gives.
 
     ``cid`` / ``cid_bytes`` name the root block, ``size`` is the number of file bytes,
-    ``sha256`` the digest of the whole plaintext and ``dag_size`` the cumulative size of
+    ``sha256`` the digest of the whole file (None when the builder was asked not to
+    compute it) and ``dag_size`` the cumulative size of
     every block of the DAG (the root's ``Tsize``, what ``ipfs object stat`` calls
     ``CumulativeSize``).
     """
@@ -154,7 +155,7 @@ class RootInfo:
     cid: Cid
     cid_bytes: bytes
     size: int
-    sha256: Sha256Digest
+    sha256: Sha256Digest | None
     dag_size: int
 
 
@@ -274,7 +275,10 @@ class CidBuilder:
         self,
         profile: Profile | ProfileSpec = Profile.KUBO_V0,
         on_block: BlockSink | None = None,
+        *,
+        sha256: bool = True,
     ) -> None:
+        """``sha256=False`` skips the whole-file digest when only the CID is wanted."""
         spec = _resolve(profile)
         self._spec = spec
         self._on_block = on_block
@@ -283,7 +287,7 @@ class CidBuilder:
         self._buf = bytearray(spec.chunk_size)
         self._fill = 0
         self._levels: list[list[_Link]] = [[]]
-        self._sha = hashlib.sha256()
+        self._sha = hashlib.sha256() if sha256 else None
         self._size = 0
         self._finished = False
         self._node_prefix = _MULTIHASH_PREFIX if spec.cid_version == 0 else b"\x01\x70\x12\x20"
@@ -301,6 +305,9 @@ class CidBuilder:
         if n == 0:
             return
         self._size += n
+        if self._sha is None:
+            self._take(view)
+            return
         if n < _PARALLEL_MIN:
             self._sha.update(view)
             self._take(view)
@@ -326,7 +333,7 @@ class CidBuilder:
             cid=cid_to_string(root.cid),
             cid_bytes=root.cid,
             size=self._size,
-            sha256=Sha256Digest(self._sha.digest()),
+            sha256=Sha256Digest(self._sha.digest()) if self._sha is not None else None,
             dag_size=root.tsize,
         )
 
@@ -443,10 +450,12 @@ def cid_of_file(
     path: str | os.PathLike[str],
     profile: Profile | ProfileSpec = Profile.KUBO_V0,
     on_block: BlockSink | None = None,
+    *,
+    sha256: bool = True,
 ) -> RootInfo:
     """Hash the regular file at ``path`` in one streaming pass.
 
-    ``profile`` and ``on_block`` are as for :class:`CidBuilder`. Raises
+    ``profile``, ``on_block`` and ``sha256`` are as for :class:`CidBuilder`. Raises
     :class:`InvalidInput` when the path is missing, unreadable, not a regular file, or
     the file changes while it is read.
     """
@@ -484,7 +493,7 @@ def cid_of_file(
         # A whole number of chunks, so full chunks are hashed in place without copying.
         size = max(spec.chunk_size, _READ_BUFFER // spec.chunk_size * spec.chunk_size)
         views = (memoryview(bytearray(size)), memoryview(bytearray(size)))
-        builder = CidBuilder(spec, on_block)
+        builder = CidBuilder(spec, on_block, sha256=sha256)
         # Double buffering: the next read (a copy out of the page cache, GIL released)
         # overlaps the hashing of the current buffer.
         reading = _executor().submit(handle.readinto, views[0])
