@@ -64,7 +64,6 @@ class Chain:
         self.description = description
         self._embedded = embedded
         self._lock = threading.RLock()
-        self._nonces: dict[str, int] = {}
 
     # -- opening -------------------------------------------------------------------
 
@@ -308,16 +307,16 @@ class Chain:
         return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
 
     def _next_nonce(self, address: str) -> int:
-        on_chain = int(
+        # The node's pending count is the truth: every send here waits for its receipt
+        # (under the lock), so nothing of ours is in flight, and a reorganised chain is
+        # never given a nonce from a history it no longer has.
+        return int(
             self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending")
         )
-        nonce = max(on_chain, self._nonces.get(address, 0))
-        return nonce
 
     def _send(self, sender: LocalAccount, tx: TxParams) -> TxReceipt:
         signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        self._nonces[sender.address] = int(tx["nonce"]) + 1
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S)
         self._committed()
         if receipt["status"] != 1:

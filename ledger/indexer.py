@@ -4,13 +4,24 @@ The service's hot path reads members, resources and licences from SQL, never fro
 chain. :meth:`Indexer.sync` reads the logs of the four contracts from the block after
 its cursor up to the chain head (less ``confirmations``), applies each event to the
 index and moves the cursor, all in one transaction, so a crash repeats a batch instead
-of losing or doubling it. (Reorg handling and a long-running follower come with the
-federation work; here the index is synced after each write and at start-up.)
+of losing or doubling it. (A long-running follower comes with the federation work; here
+the index is synced after each write and at start-up.)
+
+Reorganisations: with each batch the indexer records the hash of the batch's last block
+(:class:`~ledger.store.IndexedBlockRow`). Before indexing, and again after reading each
+batch's logs, it checks that the chain still has that hash at that height. If not, a
+reorganisation replaced blocks already in the index, and the indexer rebuilds the index
+from the chain: in one transaction it empties the chain-derived tables, indexes again
+from the deployment block and moves the cursor, so readers never see a half-built index.
+Tables the chain does not derive (the trail, counters, metadata, keys, the outbox) are
+left alone. Only blocks at least ``confirmations`` deep are indexed, so a reorganisation
+shallower than that never reaches the index.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,18 +30,20 @@ from typing import Any, cast
 from eth_typing import ABIEvent
 from eth_utils.abi import event_abi_to_log_topic
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col, delete, select
 from web3._utils.events import get_event_data
+from web3.exceptions import BlockNotFound
 from web3.types import EventData, LogReceipt
 
 from ledger.chain import Chain
 from ledger.cid import cid_to_string
-from ledger.errors import StorageError
+from ledger.errors import ChainError, StorageError
 from ledger.onchain import ConsortiumContracts
 from ledger.store import (
     AnchoredHeadRow,
     CursorRow,
     Database,
+    IndexedBlockRow,
     LicenceRow,
     LicenceVersionRow,
     MemberRow,
@@ -39,6 +52,20 @@ from ledger.store import (
 )
 
 PAGE_BLOCKS = 2_000
+RECORDED_BLOCKS = 16
+"""How many indexed block hashes to keep per cursor (they bound a reorg's depth in the log)."""
+
+_DERIVED = (
+    MemberRow,
+    LicenceRow,
+    LicenceVersionRow,
+    ResourceRow,
+    ProvenanceRow,
+    AnchoredHeadRow,
+)
+"""The tables rebuilt from the chain after a reorganisation."""
+
+_log = logging.getLogger("libshare.indexer")
 
 _KINDS = {
     "MemberAdmitted": "members",
@@ -55,6 +82,10 @@ _KINDS = {
 
 def _hex(value: bytes) -> str:
     return "0x" + bytes(value).hex()
+
+
+class _Reorganised(Exception):
+    """The chain no longer has a block the index (or the batch being read) rests on."""
 
 
 class Indexer:
@@ -119,17 +150,18 @@ class Indexer:
             return self._sync()
 
     def _sync(self) -> int:
-        target = self.chain.block_number() - self.confirmations
+        if not self._agrees(self._anchor()):
+            return self._rebuild()
         applied = 0
         kinds: set[str] = set()
         start = self.cursor() + 1
-        addresses = [c.address for c in self.contracts.by_name().values()]
+        target = self.chain.block_number() - self.confirmations
         while start <= target:
             end = min(target, start + PAGE_BLOCKS - 1)
-            with self.chain.translate_errors():
-                logs = self.chain.w3.eth.get_logs(
-                    {"address": addresses, "fromBlock": start, "toBlock": end}
-                )
+            try:
+                end_hash, logs = self._read(start, end, self._anchor())
+            except _Reorganised:
+                return applied + self._rebuild()
             with self.db.session() as session:
                 for log in logs:
                     kind = self._apply(session, log)
@@ -137,10 +169,143 @@ class Indexer:
                         kinds.add(kind)
                         applied += 1
                 session.merge(CursorRow(name=self.cursor_name, block=end))
+                self._record(session, end, end_hash)
             for kind in kinds:
                 self.db.generations[kind] += 1
             start = end + 1
         return applied
+
+    def _rebuild(self) -> int:
+        """Empty the chain-derived tables and index them again from the deployment block."""
+        self._warn_reorganised()
+        for _ in range(3):
+            try:
+                applied = self._rebuild_once()
+            except _Reorganised:
+                continue  # the chain moved again while we read it: start over
+            for kind in set(_KINDS.values()):
+                self.db.generations[kind] += 1
+            return applied
+        raise ChainError(
+            "the chain kept reorganising while the index was rebuilt from it",
+            hint="sync again once the node has settled",
+        )
+
+    def _rebuild_once(self) -> int:
+        self._timestamps.clear()
+        applied = 0
+        first = self.contracts.deployment.block
+        target = self.chain.block_number() - self.confirmations
+        with self.db.session() as session:
+            for table in _DERIVED:
+                session.exec(delete(table))
+            session.exec(
+                delete(IndexedBlockRow).where(col(IndexedBlockRow.name) == self.cursor_name)
+            )
+            session.merge(CursorRow(name=self.cursor_name, block=first - 1))
+            anchor: tuple[int, str] | None = None
+            start = first
+            while start <= target:
+                end = min(target, start + PAGE_BLOCKS - 1)
+                end_hash, logs = self._read(start, end, anchor)
+                for log in logs:
+                    if self._apply(session, log) is not None:
+                        applied += 1
+                anchor = (end, end_hash)
+                start = end + 1
+            if anchor is not None:
+                session.merge(CursorRow(name=self.cursor_name, block=anchor[0]))
+                self._record(session, *anchor)
+        return applied
+
+    # -- reorganisations -------------------------------------------------------------
+
+    def _read(
+        self, start: int, end: int, anchor: tuple[int, str] | None
+    ) -> tuple[str, list[LogReceipt]]:
+        """The hash of block ``end`` and the logs of blocks ``start..end``.
+
+        The hash is read before the logs and ``anchor`` (the block the batch follows) is
+        checked after them: a reorganisation in between either shows now (raising
+        :class:`_Reorganised`) or changes ``end``'s hash, which the next sync notices.
+        """
+        end_hash = self._block_hash(end)
+        if end_hash is None:
+            raise _Reorganised
+        addresses = [c.address for c in self.contracts.by_name().values()]
+        with self.chain.translate_errors():
+            logs = self.chain.w3.eth.get_logs(
+                {"address": addresses, "fromBlock": start, "toBlock": end}
+            )
+        if not self._agrees(anchor):
+            raise _Reorganised
+        return end_hash, list(logs)
+
+    def _block_hash(self, block: int) -> str | None:
+        """The chain's hash of ``block``, or None if the chain has no such block now."""
+        with self.chain.translate_errors():
+            try:
+                return _hex(self.chain.w3.eth.get_block(block)["hash"])
+            except BlockNotFound:
+                return None
+
+    def _agrees(self, anchor: tuple[int, str] | None) -> bool:
+        return anchor is None or self._block_hash(anchor[0]) == anchor[1]
+
+    def _anchor(self) -> tuple[int, str] | None:
+        """The newest recorded (block, hash), if it is the cursor's block."""
+        recorded = self._recorded()
+        if not recorded or recorded[0][0] != self.cursor():
+            return None
+        return recorded[0]
+
+    def _recorded(self) -> list[tuple[int, str]]:
+        """The recorded (block, hash) pairs, newest first."""
+        with self.db.session() as session:
+            rows = session.exec(
+                select(IndexedBlockRow)
+                .where(col(IndexedBlockRow.name) == self.cursor_name)
+                .order_by(col(IndexedBlockRow.block).desc())
+            ).all()
+            return [(row.block, row.block_hash) for row in rows]
+
+    def _record(self, session: Session, block: int, block_hash: str) -> None:
+        """Record ``block``'s hash; forget all but the newest :data:`RECORDED_BLOCKS`."""
+        session.merge(IndexedBlockRow(name=self.cursor_name, block=block, block_hash=block_hash))
+        session.flush()
+        oldest_kept = session.exec(
+            select(IndexedBlockRow.block)
+            .where(col(IndexedBlockRow.name) == self.cursor_name)
+            .order_by(col(IndexedBlockRow.block).desc())
+            .offset(RECORDED_BLOCKS - 1)
+            .limit(1)
+        ).first()
+        if oldest_kept is not None:
+            session.exec(
+                delete(IndexedBlockRow).where(
+                    col(IndexedBlockRow.name) == self.cursor_name,
+                    col(IndexedBlockRow.block) < oldest_kept,
+                )
+            )
+
+    def _warn_reorganised(self) -> None:
+        recorded = self._recorded()
+        if not recorded:
+            return
+        newest = recorded[0][0]
+        for block, block_hash in recorded[1:]:
+            if self._block_hash(block) == block_hash:
+                depth = f"at most {newest - block} blocks deep (block {block} is unchanged)"
+                break
+        else:
+            oldest = recorded[-1][0]
+            depth = f"at least {newest - oldest + 1} blocks deep (no recorded block is unchanged)"
+        _log.warning(
+            "chain reorganisation: indexed block %d now has another hash; the reorg is %s. "
+            "Rebuilding the index from the chain.",
+            newest,
+            depth,
+        )
 
     # -- event handlers --------------------------------------------------------------
 

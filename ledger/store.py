@@ -180,6 +180,20 @@ class CursorRow(SQLModel, table=True):
     block: int
 
 
+class IndexedBlockRow(SQLModel, table=True):
+    """The hash of a block the indexer indexed up to; the last few per cursor are kept.
+
+    The indexer checks the newest against the chain before each sync: a different hash
+    means a reorganisation replaced blocks already in the index.
+    """
+
+    __tablename__ = "indexed_block"
+
+    name: str = Field(primary_key=True)  # the cursor's name
+    block: int = Field(primary_key=True)
+    block_hash: str  # 0x-hex
+
+
 class Database:
     """An engine and its schema; sessions come from :meth:`session`."""
 
