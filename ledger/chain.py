@@ -310,9 +310,7 @@ class Chain:
         # The node's pending count is the truth: every send here waits for its receipt
         # (under the lock), so nothing of ours is in flight, and a reorganised chain is
         # never given a nonce from a history it no longer has.
-        return int(
-            self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending")
-        )
+        return int(self.w3.eth.get_transaction_count(Web3.to_checksum_address(address), "pending"))
 
     def _send(self, sender: LocalAccount, tx: TxParams) -> TxReceipt:
         signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
