@@ -7,7 +7,6 @@ a validated body, calls one ``ledger`` service, and returns a response model.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +20,6 @@ from api.deps import InstanceDep, Reader
 from api.routes import access, audit, licences, resources
 from ledger import __version__
 from ledger.anchoring import run_anchoring
-from ledger.errors import ChainUnavailable
 from ledger.instance import Instance, InstanceConfig
 from ledger.store import CursorRow, MemberRow
 
@@ -41,8 +39,6 @@ class MemberPublic(BaseModel):
     account: str
     admitted_block: int
 
-
-_log = logging.getLogger("libshare.api")
 
 router = APIRouter(prefix="/v1")
 
@@ -64,7 +60,7 @@ def health(instance: InstanceDep) -> HealthPublic:
 @router.get("/members", response_model=list[MemberPublic], tags=["consortium"])
 def members(instance: InstanceDep, caller: Reader) -> list[MemberPublic]:
     """The consortium's member libraries, as the chain admitted them."""
-    instance.sync()
+    instance.catch_up()
     with instance.db.session() as session:
         rows = session.exec(select(MemberRow).order_by(col(MemberRow.admitted_block))).all()
     return [MemberPublic.model_validate(row, from_attributes=True) for row in rows]
@@ -76,10 +72,7 @@ def create_app(config: InstanceConfig) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         instance = Instance(config)
-        try:
-            instance.sync()
-        except ChainUnavailable as exc:  # checks still run from the index meanwhile
-            _log.warning("starting without the chain: %s", exc)
+        instance.catch_up()  # without the chain, checks still run from the index
         app.state.instance = instance
         stop = threading.Event()
         anchoring = threading.Thread(

@@ -93,8 +93,7 @@ def queue_anchor(
     """
     contracts = instance.require_contracts()
     account = Web3.to_checksum_address(member if isinstance(member, str) else member.address)
-    with contextlib.suppress(ChainUnavailable):
-        instance.sync()  # best effort: learn heads anchored by other writers meanwhile
+    instance.catch_up()  # learn heads anchored by other writers meanwhile
     trail = instance.access.trail(library_id)
     head = trail.head()
     with instance.db.session() as session:

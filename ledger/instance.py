@@ -11,6 +11,7 @@ The data directory holds everything an instance needs on the embedded default::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,11 +26,13 @@ from ledger.apikeys import ApiKeys
 from ledger.blockstore import LocalBlockstore
 from ledger.chain import Chain
 from ledger.content import ContentStore
-from ledger.errors import ConfigError
+from ledger.errors import ChainUnavailable, ConfigError
 from ledger.indexer import Indexer
 from ledger.keys import STANDARD_SCRYPT_N, Keystore, MemberKeys
 from ledger.onchain import CONTRACTS, ConsortiumContracts, Deployment
 from ledger.store import Database, MemberRow
+
+_log = logging.getLogger("libshare.instance")
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,13 @@ class Instance:
         if self.indexer is None:
             return 0
         return self.indexer.sync()
+
+    def catch_up(self) -> None:
+        """Sync if the chain answers; reads then serve the index as it is meanwhile."""
+        try:
+            self.sync()
+        except ChainUnavailable as exc:
+            _log.warning("index not synced, the chain is unavailable: %s", exc)
 
     def close(self) -> None:
         self.access.close()

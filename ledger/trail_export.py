@@ -51,7 +51,7 @@ from web3 import Web3
 from ledger import merkle
 from ledger.audit import Head, TrailMismatch
 from ledger.chain import Chain
-from ledger.errors import ChainUnavailable, ProofError
+from ledger.errors import ProofError
 from ledger.instance import Instance
 from ledger.onchain import ConsortiumContracts, Deployment
 from ledger.store import AnchoredHeadRow
@@ -161,8 +161,7 @@ def export_trail(instance: Instance, library_id: str, out: TextIO) -> int:
     account = Web3.to_checksum_address(
         contracts.chain.call(contracts.consortium.functions.accountOf(library_id))
     )
-    with contextlib.suppress(ChainUnavailable):
-        instance.sync()  # best effort: the head lines are informational
+    instance.catch_up()  # the head lines are informational
     with instance.db.session() as session:
         stmt = (
             select(AnchoredHeadRow)

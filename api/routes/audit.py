@@ -79,7 +79,7 @@ def _account(instance: Instance, member: str, caller: Principal) -> str:
 def heads(member: Member, instance: InstanceDep, caller: Auditor) -> HeadsPublic:
     """The member's trail head now, and every head anchored on chain."""
     account = _account(instance, member, caller)
-    instance.sync()
+    instance.catch_up()
     with instance.db.session() as session:
         rows = session.exec(
             select(AnchoredHeadRow)

@@ -52,7 +52,7 @@ class ResourcePublic(BaseModel):
 
 
 def read_resource(instance: Instance, resource_id: str) -> ResourcePublic:
-    instance.sync()
+    instance.catch_up()
     with instance.db.session() as session:
         row = session.get(ResourceRow, resource_id)
         if row is None:
