@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +34,34 @@ from web3.exceptions import (
     TransactionNotFound,
     Web3Exception,
 )
-from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
+from web3.types import BlockIdentifier, Nonce, RPCEndpoint, TxParams, TxReceipt, Wei
 
 from ledger.contracts import ALL_ABIS, decode_revert, load_artifact, revert_data_from
 from ledger.embedded import EmbeddedChain
 from ledger.errors import ChainError, ChainUnavailable, ContractReverted
 
 RECEIPT_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class RawLog:
+    """One event log as the node gave it, undecoded."""
+
+    address: str  # lower-case 0x-hex
+    topics: tuple[bytes, ...]
+    data: bytes
+    block: int
+    tx_hash: bytes
+
+
+@dataclass(frozen=True)
+class MinedTx:
+    """A successful transaction's receipt, reduced to what bulk writers read."""
+
+    tx_hash: bytes
+    block: int
+    gas_used: int
+    logs: tuple[RawLog, ...]
 
 
 @dataclass(frozen=True)
@@ -103,6 +126,8 @@ class Chain:
         with guard:
             try:
                 yield
+            except ChainError:
+                raise  # already said in libshare's words (ChainUnavailable is a ConnectionError)
             except (requests.ConnectionError, requests.Timeout, ConnectionError, OSError) as exc:
                 raise ChainUnavailable(
                     f"cannot reach the {self.description} ({type(exc).__name__})",
@@ -135,6 +160,22 @@ class Chain:
         with self.translate_errors():
             return int(self.w3.eth.block_number)
 
+    def logs(self, addresses: Sequence[str], start: int, end: int) -> list[RawLog]:
+        """Every log ``addresses`` emitted in blocks ``start..end``, in chain order, raw.
+
+        Over JSON-RPC the node's answer is parsed directly: web3's formatting of logs
+        costs more than everything the indexer then does with them.
+        """
+        with self.translate_errors():
+            if self._embedded is not None:
+                checksummed = [Web3.to_checksum_address(a) for a in addresses]
+                logs = self.w3.eth.get_logs(
+                    {"address": checksummed, "fromBlock": start, "toBlock": end}
+                )
+                return [_formatted_log(log) for log in logs]
+            query = {"address": list(addresses), "fromBlock": hex(start), "toBlock": hex(end)}
+            return [_raw_log(log) for log in self._raw_request("eth_getLogs", [query])]
+
     # -- writing -------------------------------------------------------------------
 
     def transact(self, sender: LocalAccount, fn: ContractFunction) -> TxReceipt:
@@ -150,6 +191,41 @@ class Chain:
             }
             tx = fn.build_transaction(params)
             return self._send(sender, tx)
+
+    def transact_many(
+        self, sender: LocalAccount, calls: Sequence[ContractFunction], *, in_flight: int = 8
+    ) -> list[MinedTx]:
+        """:meth:`transact` for each of ``calls`` in order, up to ``in_flight`` unmined at once.
+
+        Transactions take consecutive nonces and are sent without waiting for the one
+        before to be mined, so a node that mines a block every few seconds takes several
+        per block instead of one; the calls must not depend on each other. Each is checked
+        by gas estimation before it is sent. The first failure, in the order of ``calls``
+        (a revert found before sending, or a mined transaction that failed), is raised
+        once every transaction already sent is mined; the calls before it stay on chain.
+        """
+        if in_flight < 1:
+            raise ChainError(f"in_flight must be at least 1, got {in_flight}")
+        mined: list[MinedTx] = []
+        sent: deque[tuple[int, bytes, TxParams]] = deque()  # (position in calls, hash, tx)
+        failures: list[tuple[int, ChainError]] = []  # (position in calls, error)
+        with self._lock, self._translate_refusals():
+            nonce = self._next_nonce(sender.address)
+            chain_id = int(self.w3.eth.chain_id)
+            for position, fn in enumerate(calls):
+                if len(sent) >= in_flight and not self._settle(sent, mined, failures):
+                    break
+                try:
+                    sent.append((position, *self._sign_and_send(sender, fn, nonce, chain_id)))
+                except ChainError as exc:
+                    failures.append((position, exc))
+                    break
+                nonce += 1
+            while sent:
+                self._settle(sent, mined, failures)
+        if failures:
+            raise min(failures, key=lambda failure: failure[0])[1]
+        return mined
 
     def deploy(self, sender: LocalAccount, name: str, *args: Any) -> tuple[str, TxReceipt]:
         """Deploy the artifact ``name`` with constructor ``args``; return (address, receipt)."""
@@ -323,16 +399,131 @@ class Chain:
 
     def _replay_revert(self, tx: TxParams, receipt: TxReceipt) -> ChainError:
         """A mined transaction failed: replay it as a call to learn the custom error."""
+        return self._replay_revert_at(tx, receipt["blockNumber"], bytes(receipt["transactionHash"]))
+
+    def _replay_revert_at(self, tx: TxParams, block: int, tx_hash: bytes) -> ChainError:
+        """Replay ``tx``, mined in ``block``, on the state before that block and, if it
+        passes there (a transaction earlier in the same block changed what it met, as
+        when several are in flight), on the state after it."""
         call: TxParams = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value")}  # type: ignore[assignment]
+        for state in (block - 1, block):
+            try:
+                self.w3.eth.call(call, block_identifier=state)
+            except ContractLogicError as exc:
+                return _reverted(exc)
+        return ChainError(f"transaction 0x{tx_hash.hex()} failed (status 0)")
+
+    def _sign_and_send(
+        self, sender: LocalAccount, fn: ContractFunction, nonce: int, chain_id: int
+    ) -> tuple[bytes, TxParams]:
+        """Estimate (so a revert raises here), price, sign and send ``fn``; no waiting."""
+        with self._translate_refusals():
+            tx: TxParams = {
+                "from": sender.address,
+                "to": Web3.to_checksum_address(str(fn.address)),
+                "data": fn._encode_transaction_data(),  # web3 has no public encoder for this
+                "value": Wei(0),
+            }
+            tx["gas"] = self.w3.eth.estimate_gas(tx)
+            tx.update({"nonce": Nonce(nonce), "chainId": chain_id, **self._fees()})  # type: ignore[typeddict-item]
+            signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
+            tx_hash = bytes(self.w3.eth.send_raw_transaction(signed.raw_transaction))
+            self._committed()
+            return tx_hash, tx
+
+    def _settle(
+        self,
+        sent: deque[tuple[int, bytes, TxParams]],
+        mined: list[MinedTx],
+        failures: list[tuple[int, ChainError]],
+    ) -> bool:
+        """Wait for the oldest sent transaction; False (and a failure noted) if it failed."""
+        position, tx_hash, tx = sent.popleft()
         try:
-            self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)
-        except ContractLogicError as exc:
-            return _reverted(exc)
-        return ChainError(f"transaction {receipt['transactionHash'].hex()} failed (status 0)")
+            with self._translate_refusals():
+                status, result = self._wait_mined(tx_hash)
+                if status != 1:
+                    raise self._replay_revert_at(tx, result.block, tx_hash)
+        except ChainError as exc:
+            failures.append((position, exc))
+            return False
+        mined.append(result)
+        return True
+
+    def _wait_mined(self, tx_hash: bytes) -> tuple[int, MinedTx]:
+        """The status and receipt of ``tx_hash``, polled until mined (within the timeout)."""
+        deadline = time.monotonic() + RECEIPT_TIMEOUT_S
+        delay = 0.005
+        while (found := self._mined_now(tx_hash)) is None:
+            if time.monotonic() > deadline:
+                raise ChainUnavailable(
+                    f"no receipt from the {self.description} within {RECEIPT_TIMEOUT_S:.0f} s",
+                    hint="the node may be stalled; the transaction may still be mined later",
+                )
+            time.sleep(delay)
+            delay = min(2 * delay, 0.5)
+        self._committed()
+        return found
+
+    def _mined_now(self, tx_hash: bytes) -> tuple[int, MinedTx] | None:
+        """The status and receipt of ``tx_hash`` if it is mined, without web3's formatters."""
+        if self._embedded is not None:
+            try:
+                receipt = self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+            except TransactionNotFound:
+                return None
+            logs = tuple(_formatted_log(log) for log in receipt["logs"])
+            return int(receipt["status"]), MinedTx(
+                tx_hash, int(receipt["blockNumber"]), int(receipt["gasUsed"]), logs
+            )
+        raw = self._raw_request("eth_getTransactionReceipt", ["0x" + tx_hash.hex()])
+        if raw is None:
+            return None
+        return int(raw["status"], 16), MinedTx(
+            tx_hash,
+            int(raw["blockNumber"], 16),
+            int(raw["gasUsed"], 16),
+            tuple(_raw_log(log) for log in raw["logs"]),
+        )
+
+    def _raw_request(self, method: str, params: list[Any]) -> Any:
+        """A JSON-RPC call answered as the node sent it, bypassing web3's formatters.
+
+        web3 formats results field by field (a checksum address per log): for a batch of
+        200 events that takes longer than the node takes to run the transaction.
+        """
+        response = self.w3.provider.make_request(RPCEndpoint(method), params)
+        error = response.get("error")
+        if error:
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise ChainError(f"the {self.description} refused {method}: {message}")
+        return response.get("result")
 
     def _committed(self) -> None:
         if self._embedded is not None:
             self._embedded.commit()
+
+
+def _raw_log(log: dict[str, Any]) -> RawLog:
+    """A log from a JSON-RPC answer (hex strings)."""
+    return RawLog(
+        str(log["address"]).lower(),
+        tuple(bytes.fromhex(topic[2:]) for topic in log["topics"]),
+        bytes.fromhex(log["data"][2:]),
+        int(log["blockNumber"], 16),
+        bytes.fromhex(log["transactionHash"][2:]),
+    )
+
+
+def _formatted_log(log: Any) -> RawLog:
+    """A log as web3 formats it (the embedded chain's only form)."""
+    return RawLog(
+        str(log["address"]).lower(),
+        tuple(bytes(topic) for topic in log["topics"]),
+        bytes(log["data"]),
+        int(log["blockNumber"]),
+        bytes(log["transactionHash"]),
+    )
 
 
 def _reverted(exc: Exception) -> ContractReverted:

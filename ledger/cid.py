@@ -539,14 +539,19 @@ _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
 
 
+_B58_PAIRS = [a + b for a in _B58_ALPHABET for b in _B58_ALPHABET]
+
+
 def _b58encode(data: bytes) -> str:
+    # Two digits per division: half the big-integer arithmetic (the indexer prints a CID
+    # per registration). A pair's leading "1" (a zero digit) is stripped at the front.
     zeros = len(data) - len(data.lstrip(b"\x00"))
     number = int.from_bytes(data, "big")
     out = []
     while number:
-        number, rem = divmod(number, 58)
-        out.append(_B58_ALPHABET[rem])
-    return "1" * zeros + "".join(reversed(out))
+        number, rem = divmod(number, 58 * 58)
+        out.append(_B58_PAIRS[rem])
+    return "1" * zeros + "".join(reversed(out)).lstrip("1")
 
 
 def _b58decode(text: str) -> bytes:

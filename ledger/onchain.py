@@ -9,20 +9,27 @@ index instead (see :mod:`ledger.indexer`); the reads here serve audits and deplo
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxReceipt
 
-from ledger.chain import Chain
+from ledger.chain import Chain, MinedTx, RawLog
 from ledger.errors import ChainError, ConfigError, InvalidInput
 
 CONTRACTS = ("Consortium", "LicenceRegistry", "ResourceRegistry", "TrailAnchor")
+
+BATCH_SIZE = 200
+"""Resources per registerBatch transaction: ~28k gas each, so ~5.7M gas a transaction."""
+IN_FLIGHT = 8
+"""registerBatch transactions sent ahead of their receipts."""
 
 RELATIONS = {"digitised_from": 1, "derived_from": 2, "supersedes": 3, "contributed_by": 4}
 """Provenance relations, numbered as ResourceRegistry.Relation."""
@@ -79,15 +86,63 @@ class ResourceInput:
     links: tuple[tuple[str, bytes], ...] = ()  # (relation name, bytes32 target)
 
     def as_tuple(self) -> tuple[bytes, bytes, bytes, int, list[tuple[int, bytes]]]:
-        links = []
-        for relation, target in self.links:
-            if relation not in RELATIONS:
-                raise InvalidInput(
-                    f"unknown provenance relation {relation!r}",
-                    hint=f"use one of {', '.join(RELATIONS)}",
-                )
-            links.append((RELATIONS[relation], target))
+        """The ABI tuple ``register`` and ``supersede`` take."""
+        links = [(_relation(relation), target) for relation, target in self.links]
         return (self.content_hash, self.cid, self.metadata_hash, self.licence_id, links)
+
+    def packed(self) -> bytes:
+        """The entry ``registerBatch`` takes: a third of the calldata of :meth:`as_tuple`.
+
+        contentHash (32 bytes), metadataHash (32), licenceId (uint32), the CID's length
+        (uint16), the CID, the number of links (uint8), then per link its relation (uint8)
+        and target (32); integers big-endian, as ResourceRegistry.registerBatch reads them.
+        """
+        for name, value in (
+            ("content hash", self.content_hash),
+            ("metadata hash", self.metadata_hash),
+        ):
+            if len(value) != 32:
+                raise InvalidInput(f"the {name} has {len(value)} bytes, expected 32")
+        if not 0 <= self.licence_id < 1 << 32:
+            raise InvalidInput(f"licence id {self.licence_id} does not fit 32 bits")
+        if len(self.cid) >= 1 << 16:
+            raise InvalidInput(f"a CID of {len(self.cid)} bytes is too long to register")
+        if len(self.links) >= 1 << 8:
+            raise InvalidInput(
+                f"a resource can be registered with at most 255 links, not {len(self.links)}"
+            )
+        parts = [
+            self.content_hash,
+            self.metadata_hash,
+            _PACKED_HEAD.pack(self.licence_id, len(self.cid)),
+            self.cid,
+            bytes([len(self.links)]),
+        ]
+        for relation, target in self.links:
+            if len(target) != 32:
+                raise InvalidInput(f"a link target has {len(target)} bytes, expected 32")
+            parts += [bytes([_relation(relation)]), target]
+        return b"".join(parts)
+
+
+_PACKED_HEAD = struct.Struct(">IH")  # licenceId, CID length
+_RESOURCE_REGISTERED = keccak(
+    text="ResourceRegistered(bytes32,address,bytes32,bytes,bytes32,uint256)"
+)
+
+
+def resource_ids_of(owner: str, content_hashes: Iterable[bytes]) -> list[bytes]:
+    """The ids ResourceRegistry gives: keccak256(abi.encode(owner, contentHash)) each."""
+    owner_word = bytes(12) + bytes.fromhex(Web3.to_checksum_address(owner)[2:])
+    return [keccak(owner_word + content_hash) for content_hash in content_hashes]
+
+
+def _relation(name: str) -> int:
+    if name not in RELATIONS:
+        raise InvalidInput(
+            f"unknown provenance relation {name!r}", hint=f"use one of {', '.join(RELATIONS)}"
+        )
+    return RELATIONS[name]
 
 
 @dataclass(frozen=True)
@@ -202,18 +257,73 @@ class ConsortiumContracts:
     # -- resources -------------------------------------------------------------------
 
     def register_resources(
-        self, owner: LocalAccount, items: Sequence[ResourceInput], *, batch_size: int = 50
+        self,
+        owner: LocalAccount,
+        items: Sequence[ResourceInput],
+        *,
+        batch_size: int = BATCH_SIZE,
+        in_flight: int = IN_FLIGHT,
     ) -> list[bytes]:
-        """Register ``items`` in batches; return their resource ids in order."""
-        ids: list[bytes] = []
-        for start in range(0, len(items), batch_size):
-            batch = [item.as_tuple() for item in items[start : start + batch_size]]
-            receipt = self.chain.transact(owner, self.resources.functions.registerBatch(batch))
-            events = self.resources.events.ResourceRegistered().process_receipt(receipt)
-            ids.extend(bytes(ev["args"]["id"]) for ev in events)
-        if len(ids) != len(items):
-            raise ChainError(f"registered {len(ids)} resources, expected {len(items)}")
-        return ids
+        """Register ``items`` in packed batches; return their resource ids in order."""
+        done = self.register_resources_mined(
+            owner, items, batch_size=batch_size, in_flight=in_flight
+        )
+        return [rid for ids, _ in done for rid in ids]
+
+    def register_resources_mined(
+        self,
+        owner: LocalAccount,
+        items: Sequence[ResourceInput],
+        *,
+        batch_size: int = BATCH_SIZE,
+        in_flight: int = IN_FLIGHT,
+    ) -> list[tuple[list[bytes], MinedTx]]:
+        """Register ``items`` in packed batches; return each batch's ids and transaction.
+
+        Up to ``in_flight`` batches are sent before the first is mined (see
+        :meth:`Chain.transact_many`). Every item is checked and packed before anything is
+        sent; a batch that fails raises after the batches before it are registered.
+        """
+        if batch_size < 1:
+            raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
+        batches = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
+        calls = [
+            self.resources.functions.registerBatch(b"".join(item.packed() for item in batch))
+            for batch in batches
+        ]
+        mined = self.chain.transact_many(owner, calls, in_flight=in_flight)
+        done = []
+        for batch, tx in zip(batches, mined, strict=True):
+            # The ids follow from owner and content hash; the transaction's events must agree.
+            expected = resource_ids_of(owner.address, (item.content_hash for item in batch))
+            if self._registered_ids(tx.logs) != expected:
+                raise ChainError(
+                    f"transaction 0x{tx.tx_hash.hex()} registered other resources than it "
+                    "was sent with"
+                )
+            done.append((expected, tx))
+        return done
+
+    def register_resource(self, owner: LocalAccount, item: ResourceInput) -> bytes:
+        """Register one resource with ``register``, one transaction; return its id."""
+        receipt = self.chain.transact(owner, self.resources.functions.register(item.as_tuple()))
+        address = self.resources.address.lower()
+        (rid,) = [
+            bytes(log["topics"][1])
+            for log in receipt["logs"]
+            if str(log["address"]).lower() == address
+            and bytes(log["topics"][0]) == _RESOURCE_REGISTERED
+        ]
+        return rid
+
+    def _registered_ids(self, logs: Sequence[RawLog]) -> list[bytes]:
+        """The ids in the ResourceRegistered events among ``logs`` (their first indexed topic)."""
+        address = self.resources.address.lower()
+        return [
+            log.topics[1]
+            for log in logs
+            if log.address == address and log.topics[0] == _RESOURCE_REGISTERED
+        ]
 
     def resource_id(self, owner: str, content_hash: bytes) -> bytes:
         return bytes(

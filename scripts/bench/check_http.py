@@ -148,7 +148,7 @@ def naive_gate(data_dir: Path, port: int, rpc: str | None) -> None:
     @app.post("/v1/access/check")
     def check(body: dict[str, Any]) -> dict[str, Any]:
         resource = chain.call(contracts.resources.functions.resourceOf(body["resource_id"]))
-        licence_id = int(resource[3])
+        licence_id = int(resource[1])  # ResourceRegistry.Resource: owner, licenceId, ...
         info = chain.call(contracts.licences.functions.licenceOf(licence_id))
         version = int(info[1])
         logs = chain.w3.eth.get_logs(

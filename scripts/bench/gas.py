@@ -4,7 +4,8 @@
 
 Prints a Markdown table ``| contract | function | gas | note |`` and, as its last line,
 one JSON object with the same figures (key ``Contract.function[/variant]``). The batch
-rows divide by the number of resources, next to a baseline of single ``register`` calls.
+rows (packed entries, as :meth:`ledger.onchain.ResourceInput.packed` makes them) divide
+by the number of resources, next to a baseline of single ``register`` calls.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from web3.types import TxReceipt
 
 from ledger.contracts import load_artifact
 from ledger.merkle import consistency_proof, leaf_hash, root_from_leaves
+from ledger.onchain import RELATIONS, ResourceInput
 
 TX_GAS = 29_000_000
 TERMS = json.dumps(
@@ -78,6 +80,15 @@ def resource(owner_tag: str, i: int, licence_id: int, links: int = 0) -> tuple[A
     )
 
 
+def packed(rs: list[tuple[Any, ...]]) -> bytes:
+    """``rs`` as one registerBatch argument."""
+    names = {number: name for name, number in RELATIONS.items()}
+    return b"".join(
+        ResourceInput(c, cid, m, lic, tuple((names[rel], t) for rel, t in links)).packed()
+        for c, cid, m, lic, links in rs
+    )
+
+
 def run() -> Bench:
     b = Bench()
     admin, a, bb, c, candidate, auditor = b.accounts[:6]
@@ -120,16 +131,25 @@ def run() -> Bench:
         "ResourceRegistry", "register", f.register(resource("l", 0, 1, links=2)), a, "2 links"
     )
     b.measure("ResourceRegistry", "register", f.register(resource("u", 0, 0)), a, "no licence")
-    for n in (1, 10, 50):
+    for n in (1, 10, 50, 100, 200):
         batch = [resource(f"b{n}", i, 1) for i in range(n)]
         b.measure(
             "ResourceRegistry",
             f"registerBatch/{n} per resource",
-            f.registerBatch(batch),
+            f.registerBatch(packed(batch)),
             a,
             f"{n} resources, one licence",
             per=n,
         )
+    batch = [resource("bl", i, 1, links=1) for i in range(100)]
+    b.measure(
+        "ResourceRegistry",
+        "registerBatch/100 per resource",
+        f.registerBatch(packed(batch)),
+        a,
+        "100 resources, one link each",
+        per=100,
+    )
     old = f.resourceIdOf(a, resource("s", 0, 1)[0]).call()
     b.measure("ResourceRegistry", "supersede", f.supersede(old, resource("v2", 0, 1)), a)
     b.measure("ResourceRegistry", "setLicence", f.setLicence(old, 0), a, "licence 1 -> none")
