@@ -23,14 +23,19 @@ from ledger.errors import (
     LedgerError,
     NotFound,
     PayloadTooLarge,
+    PeerError,
+    PeerTimeout,
     PermissionDenied,
     ProofError,
     StorageError,
+    StorageUnavailable,
     Unauthenticated,
 )
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://libshare.example/problems/"
+RETRY_AFTER_S = 5
+"""Seconds a 503 (database or chain unavailable) asks the client to wait before retrying."""
 
 # Most specific first: the first family an error belongs to decides its status.
 STATUS: list[tuple[type[LedgerError], int, str]] = [
@@ -43,8 +48,11 @@ STATUS: list[tuple[type[LedgerError], int, str]] = [
     (ContractReverted, 409, "contract-refused"),
     (ProofError, 409, "proof-failed"),
     (ChainUnavailable, 503, "chain-unavailable"),
+    (StorageUnavailable, 503, "database-unavailable"),
     (StorageError, 503, "storage-unavailable"),
     (ConfigError, 500, "misconfigured"),
+    (PeerTimeout, 504, "peer-timeout"),
+    (PeerError, 502, "peer-failed"),
 ]
 
 
@@ -61,6 +69,8 @@ async def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
             response = problem(status, slug, exc.title, str(exc))
             if status == 401:
                 response.headers["WWW-Authenticate"] = "Bearer"
+            if status == 503:  # the database or the chain node is down: worth retrying soon
+                response.headers["Retry-After"] = str(RETRY_AFTER_S)
             return response
     return problem(500, "ledger-error", exc.title, str(exc))
 

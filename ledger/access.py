@@ -21,14 +21,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from ledger.errors import InvalidInput, LedgerError, NotFound, StorageError
+from ledger.errors import InvalidInput, LedgerError, NotFound, StorageError, StorageUnavailable
 from ledger.licence import (
     CounterKey,
     Decision,
@@ -167,6 +167,39 @@ class _Batch:
     grants: list[DeliveryGrantRow] = field(default_factory=list)
 
 
+# -- entries other than decisions (federation answers and receipts) ---------------------
+
+
+@dataclass(frozen=True)
+class RecordedEntry:
+    """An entry other than a decision, recorded in ``member``'s trail at ``seq``."""
+
+    member: str
+    seq: int
+    leaf_hash: LeafHash
+    entry: bytes  # the canonical JSON recorded
+    at: datetime
+
+    @property
+    def entry_id(self) -> str:
+        """``<member>:<seq>``, named like decision ids."""
+        return f"{self.member}:{self.seq}"
+
+
+@dataclass
+class _Record:
+    member: str
+    kind: str
+    fields: dict[str, str | int | list[str] | None]
+    future: Future[RecordedEntry] = field(default_factory=Future)
+
+
+_RESERVED = frozenset(("v", "kind", "at"))
+
+
+# -- the access service -------------------------------------------------------------------
+
+
 class AccessService:
     """Decides share requests for the members whose trails this instance keeps."""
 
@@ -186,7 +219,7 @@ class AccessService:
         self._trails_lock = threading.Lock()
         self._index = _IndexCache(db)
         self._counters: dict[str, int] = {}  # committed fixed-window counter values
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | _Record | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         self._closed = False
@@ -265,15 +298,18 @@ class AccessService:
             if stop:
                 return
 
-    def _process(self, jobs: list[_Job]) -> None:
-        results: list[tuple[_Job, CheckResult | BaseException]] = []
+    def _process(self, jobs: list[_Job | _Record]) -> None:
+        results: list[tuple[_Job | _Record, Any]] = []  # (job, its result or exception)
         appenders: dict[str, Appender] = {}
         try:
             with self.db.session() as session:
                 batch = _Batch(session, appenders)
                 for job in jobs:
                     try:
-                        results.append((job, self._decide(batch, job)))
+                        if isinstance(job, _Record):
+                            results.append((job, self._append_record(batch, job)))
+                        else:
+                            results.append((job, self._decide(batch, job)))
                     except LedgerError as exc:  # this request only: nothing was staged
                         results.append((job, exc))
                 for appender in appenders.values():
@@ -282,7 +318,12 @@ class AccessService:
             for appender in appenders.values():  # committed: the frontiers move on
                 appender.trail.promote(appender)
         except BaseException as exc:  # the transaction failed: nobody's decision counts
-            failure = StorageError(
+            for appender in appenders.values():  # its commit may have landed: re-read
+                appender.trail.reload()
+            self._counters.clear()
+            self._index._seen.clear()  # a failed refresh must not pass for a done one
+            unavailable = isinstance(exc, StorageUnavailable)  # 503 with Retry-After
+            failure = (StorageUnavailable if unavailable else StorageError)(
                 f"the decision could not be recorded ({type(exc).__name__}: {exc})",
                 hint="retry the request; nothing was recorded",
             )
@@ -407,6 +448,47 @@ class AccessService:
             batch.session.add_all(CounterEventRow(key=k, at=at) for k, at in batch.events)
         if batch.grants:
             batch.session.add_all(batch.grants)
+
+    # -- entries other than decisions (federation answers and receipts) -----------------
+
+    def record(
+        self, member: str, kind: str, fields: Mapping[str, str | int | list[str] | None]
+    ) -> Future[RecordedEntry]:
+        """Queue an entry that is not a decision for ``member``'s trail.
+
+        The entry is ``{"v", "kind", "at", **fields}`` as canonical JSON, appended by the
+        decision writer in its group commits, so each trail keeps a single writer and the
+        entry is anchored and verified like any other. The future resolves once it is
+        committed. ``fields`` hold no personal data (pseudonyms only) and do not use the
+        keys ``v``, ``kind`` and ``at`` (a decision entry is the one without ``kind``).
+        """
+        clash = sorted(_RESERVED & set(fields))
+        if clash or not kind or not kind.isidentifier():
+            raise InvalidInput(
+                f"a {kind!r} entry cannot set {', '.join(clash) or 'that kind'}",
+                hint="name the kind as an identifier; v, kind and at are reserved",
+            )
+        job = _Record(member, kind, dict(fields))
+        self._start_writer()
+        self._queue.put(job)
+        return job.future
+
+    def _append_record(self, batch: _Batch, job: _Record) -> RecordedEntry:
+        at = self.clock()
+        appender = batch.appenders.get(job.member)
+        if appender is None:
+            trail = self.trail(job.member)
+            trail.lock.acquire()  # released by _process once the batch is over
+            try:
+                appender = trail.begin(batch.session)
+            except BaseException:
+                trail.lock.release()
+                raise
+            batch.appenders[job.member] = appender
+        body = {**job.fields, "v": ENTRY_VERSION, "kind": job.kind, "at": at.isoformat()}
+        entry = canonical_entry(body)
+        seq, leaf = appender.append(entry)
+        return RecordedEntry(job.member, seq, leaf, entry, at)
 
 
 class _IndexCache:

@@ -15,9 +15,12 @@ HTTP status codes in one place; the command line prints ``str(error)`` on one li
     │   └── RootMismatch                         carries the expected and computed roots
     ├── ConfigError                              settings or data dir unusable
     ├── StorageError                             the database or blockstore failed
-    └── ChainError
-        ├── ChainUnavailable (also ConnectionError)  the node cannot be reached
-        └── ContractReverted                     a contract refused, with its custom error
+    │   └── StorageUnavailable (also ConnectionError)  the database cannot be reached now
+    ├── ChainError
+    │   ├── ChainUnavailable (also ConnectionError)  the node cannot be reached
+    │   └── ContractReverted                     a contract refused, with its custom error
+    └── PeerError                                another member's instance failed a federated call
+        └── PeerTimeout     (also TimeoutError)  it did not answer in time
 """
 
 from __future__ import annotations
@@ -112,6 +115,12 @@ class StorageError(LedgerError):
     title = "Storage error"
 
 
+class StorageUnavailable(StorageError, ConnectionError):
+    """The database cannot be reached now (down, restarting, busy); a retry may succeed."""
+
+    title = "Database unavailable"
+
+
 class ChainError(LedgerError):
     """Talking to the chain failed."""
 
@@ -146,3 +155,25 @@ def _show(value: Any) -> str:
     if isinstance(value, bytes | bytearray):
         return "0x" + bytes(value).hex()
     return str(value)
+
+
+class PeerError(LedgerError):
+    """Another member's libshare instance could not be reached, refused, or answered wrongly.
+
+    ``peer`` is the library id of that member; ``status`` the HTTP status it answered, if any.
+    """
+
+    title = "Peer instance failed"
+
+    def __init__(
+        self, message: str, *, peer: str, status: int | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.peer = peer
+        self.status = status
+
+
+class PeerTimeout(PeerError, TimeoutError):
+    """Another member's instance did not answer within the federation timeout."""
+
+    title = "Peer instance timed out"

@@ -56,7 +56,7 @@ from ledger.errors import (
     LedgerError,
     NotFound,
 )
-from ledger.store import Database
+from ledger.store import BigInt, Database
 
 
 class OutboxState(StrEnum):
@@ -77,20 +77,20 @@ class OutboxRow(SQLModel, table=True):
 
     __tablename__ = "outbox"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigInt)
     kind: str = Field(index=True)  # what it does, e.g. "anchor"
     idempotency_key: str = Field(unique=True)  # e.g. "anchor:<member>:<from>:<to>"
     sender: str = Field(index=True)  # checksum address that signs it
     target: str  # contract address
     calldata: str  # 0x-hex
     state: str = Field(default=OutboxState.QUEUED, index=True)
-    nonce: int | None = None
+    nonce: int | None = Field(default=None, sa_type=BigInt)
     raw_tx: str | None = None  # 0x-hex signed transaction, fixed once signed
     tx_hash: str | None = None  # 0x-hex
-    attempts: int = 0  # attempts that failed and were rescheduled
+    attempts: int = Field(default=0, sa_type=BigInt)  # attempts that failed and were rescheduled
     next_attempt_at: datetime
     sent_at: datetime | None = None  # last time the raw transaction went to the node
-    receipt_block: int | None = None
+    receipt_block: int | None = Field(default=None, sa_type=BigInt)
     last_error: str | None = None
     error_name: str | None = None  # the contract's custom error, when it reverted
     error_args: str | None = None  # its arguments as JSON
@@ -158,8 +158,6 @@ class Outbox:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        # The table may be imported after the Database created the others: make sure.
-        SQLModel.metadata.create_all(db.engine, tables=[OutboxRow.__table__])  # type: ignore[attr-defined]
 
     # -- queueing and reading -------------------------------------------------------
 

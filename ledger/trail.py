@@ -106,6 +106,14 @@ class Trail:
         """Adopt the appender's frontier once its transaction has committed."""
         self._frontier = appender._frontier
 
+    def reload(self) -> None:
+        """Forget the cached frontier: the next append reads it from the database.
+
+        For a commit whose outcome is unknown (the connection died during it): the
+        database, not this process, then says where the trail ends.
+        """
+        self._frontier = None
+
     @property
     def lock(self) -> threading.Lock:
         """Held by whoever appends to this trail."""

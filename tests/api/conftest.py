@@ -25,9 +25,10 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+def api(tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None) -> Iterator[Api]:
+    """The service over a consortium, on SQLite and (marked postgres) on PostgreSQL."""
     data_dir = tmp_path_factory.mktemp("api")
-    consortium = make_consortium(data_dir)
+    consortium = make_consortium(data_dir, database_url=module_database_url)
     config = consortium.instance.config
     consortium.instance.close()
     app = create_app(config)

@@ -13,8 +13,10 @@ from ledger.anchoring import verify_member_trail
 from tests.conftest import make_consortium
 
 
-def test_the_service_anchors_the_head_once_enough_entries_are_recorded(tmp_path: Path) -> None:
-    base = make_consortium(tmp_path)
+def test_the_service_anchors_the_head_once_enough_entries_are_recorded(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    base = make_consortium(tmp_path, database_url=database_url)
     config = dataclasses.replace(
         base.instance.config, anchor_every_entries=3, anchor_every_seconds=3600
     )

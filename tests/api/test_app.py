@@ -17,11 +17,18 @@ from ledger.keys import LIGHT_SCRYPT_N
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def client(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[TestClient]:
     data_dir: Path = tmp_path_factory.mktemp("api")
-    result = CliRunner().invoke(cli, ["demo", "--data-dir", str(data_dir), "--checks", "5"])
+    env = {"LIBSHARE_DATABASE_URL": module_database_url} if module_database_url else {}
+    result = CliRunner().invoke(
+        cli, ["demo", "--data-dir", str(data_dir), "--checks", "5"], env=env
+    )
     assert result.exit_code == 0, result.output
-    config = InstanceConfig(data_dir, DEMO_PASSWORD, scrypt_n=LIGHT_SCRYPT_N)
+    config = InstanceConfig(
+        data_dir, DEMO_PASSWORD, database_url=module_database_url, scrypt_n=LIGHT_SCRYPT_N
+    )
     app = create_app(config)
     with TestClient(app) as test_client:
         token, _ = app.state.instance.apikeys.create("CN-XJTU", "auditor")

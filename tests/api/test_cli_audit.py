@@ -21,8 +21,10 @@ app.add_typer(audit_app, name="audit")
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    c: Consortium = make_consortium(tmp_path_factory.mktemp("cli-audit"))
+def data_dir(tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None) -> Path:
+    c: Consortium = make_consortium(
+        tmp_path_factory.mktemp("cli-audit"), database_url=module_database_url
+    )
     try:
         for i in range(12):
             c.instance.access.check(
@@ -43,12 +45,17 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def export_file(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def export_file(
+    data_dir: Path, tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Path:
     out = tmp_path_factory.mktemp("exports") / "trail.jsonl"
+    env = {"LIBSHARE_KEYSTORE_PASSWORD": PASSWORD}
+    if module_database_url:
+        env["LIBSHARE_DATABASE_URL"] = module_database_url
     result = runner.invoke(
         app,
         ["audit", "export", "--member", "CN-A", "-o", str(out), "--data-dir", str(data_dir)],
-        env={"LIBSHARE_KEYSTORE_PASSWORD": PASSWORD},
+        env=env,
     )
     assert result.exit_code == 0, result.output
     return out

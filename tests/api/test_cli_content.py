@@ -16,17 +16,20 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Consortium:
-    consortium = make_consortium(tmp_path_factory.mktemp("cli"))
+def shared(tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None) -> Consortium:
+    consortium = make_consortium(tmp_path_factory.mktemp("cli"), database_url=module_database_url)
     consortium.instance.close()
     return consortium
 
 
 def _env(c: Consortium) -> dict[str, str]:
-    return {
+    env = {
         "LIBSHARE_DATA_DIR": str(c.instance.config.data_dir),
         "LIBSHARE_KEYSTORE_PASSWORD": PASSWORD,
     }
+    if c.instance.config.database_url:
+        env["LIBSHARE_DATABASE_URL"] = c.instance.config.database_url
+    return env
 
 
 def test_resources_add_registers_each_file_and_car_export_archives_them(

@@ -35,9 +35,11 @@ LABELS = _labels()
 
 
 @pytest.fixture(scope="module")
-def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], list[str]]]:
+def fuzz(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[tuple[dict[str, Any], list[str]]]:
     """The running app's operations by label, and keys of several roles."""
-    base = make_consortium(tmp_path_factory.mktemp("fuzz"))
+    base = make_consortium(tmp_path_factory.mktemp("fuzz"), database_url=module_database_url)
     config = base.instance.config
     base.instance.close()
     app = create_app(config)

@@ -110,8 +110,10 @@ def test_a_failed_commit_answers_with_an_error_and_records_nothing(
     assert result.trail_seq == before.size
 
 
-def test_a_revoked_licence_denies_from_its_revocation(tmp_path: Any) -> None:
-    c = make_consortium(tmp_path)
+def test_a_revoked_licence_denies_from_its_revocation(
+    tmp_path: Any, database_url: str | None
+) -> None:
+    c = make_consortium(tmp_path, database_url=database_url)
     try:
         assert str(c.instance.access.check(**_request(c)).decision.reason) == "allowed"
         revoke_licence(c.instance, c.members["CN-A"].account, c.licence_id)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 from web3 import Web3
 
@@ -217,9 +218,9 @@ def _check(c: Consortium, patron: str, **overrides: str) -> None:
 
 
 def test_the_trail_still_verifies_after_last_years_patron_keys_are_destroyed(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str | None
 ) -> None:
-    c = make_consortium(tmp_path)
+    c = make_consortium(tmp_path, database_url=database_url)
     try:
         now = c.instance.clock()
         last_year = datetime(now.year - 1, 6, 1, tzinfo=UTC)
@@ -277,6 +278,17 @@ def _files(data_dir: Path) -> dict[str, bytes]:
     }
 
 
+def _rows(instance: Any) -> bytes:
+    """Every value of every row of every table, as stored (bytes) or as text."""
+    engine = instance.db.engine
+    parts: list[bytes] = []
+    with engine.connect() as conn:
+        for table in inspect(engine).get_table_names():
+            for row in conn.execute(text(f'SELECT * FROM "{table}"')):
+                parts.extend(v if isinstance(v, bytes) else str(v).encode() for v in row)
+    return b"\n".join(parts)
+
+
 def _chain_data(instance: Any) -> bytes:
     """Every transaction's input and every log's topics and data, block 0 to head."""
     w3 = instance.chain.w3
@@ -292,13 +304,13 @@ def _chain_data(instance: Any) -> bytes:
 
 
 def test_no_patron_id_is_on_disk_on_chain_in_logs_or_in_the_export(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, database_url: str | None
 ) -> None:
     caplog.set_level(logging.DEBUG)
     for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "fastapi", "httpx", "ledger"):
         caplog.set_level(logging.DEBUG, logger=name)
     data_dir = tmp_path / "data"
-    c = make_consortium(data_dir)
+    c = make_consortium(data_dir, database_url=database_url)
     now = c.instance.clock()
     for patron in PATRONS:
         _check(c, c.members["CN-B"].pseudonym(patron, now))
@@ -343,14 +355,18 @@ def test_no_patron_id_is_on_disk_on_chain_in_logs_or_in_the_export(
         anchor_selector = bytes(Web3.keccak(text="anchor(uint64,bytes32,bytes32[])")[:4])
         assert anchor_selector in chain  # the scan reached the anchoring transactions
         open_files = _files(data_dir)  # with the SQLite WAL and SHM files in place
+        rows = _rows(instance)  # on PostgreSQL the database is on the server, not on disk here
         pseudonym = instance.member_keys("CN-B").pseudonym(PATRONS[0], instance.clock())
     closed_files = _files(data_dir)
 
     assert any("HTTP Request: POST" in r.getMessage() for r in caplog.records)  # logs captured
     assert pseudonym in export.getvalue()  # what is recorded is the pseudonym...
     db = b"".join(data for name, data in open_files.items() if name.startswith("libshare.sqlite"))
-    assert pseudonym.encode() in db  # ...and the scan of the database sees recorded text
-    assert {"libshare.sqlite", "chain.sqlite"} <= set(open_files)
+    if database_url is None:
+        assert pseudonym.encode() in db  # ...and the scan of the database sees recorded text
+        assert "libshare.sqlite" in open_files
+    assert pseudonym.encode() in rows  # ...and so does the scan of every row
+    assert "chain.sqlite" in open_files
     assert any(name.startswith("keys/") for name in open_files)
     assert any(name.startswith("blocks/") for name in open_files)
     logs = "\n".join(
@@ -360,6 +376,7 @@ def test_no_patron_id_is_on_disk_on_chain_in_logs_or_in_the_export(
         "the chain": chain,
         "the logs": logs.encode(),
         "the export": export.getvalue().encode(),
+        "the database's rows": rows,
         **{f"{name} (open)": data for name, data in open_files.items()},
         **{f"{name} (closed)": data for name, data in closed_files.items()},
     }

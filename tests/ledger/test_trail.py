@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,13 @@ from ledger.trail import Trail
 
 
 @pytest.fixture
-def trail(tmp_path: Path) -> Trail:
-    return Trail(Database.sqlite(tmp_path / "t.sqlite"), "CN-XJTU")
+def trail(tmp_path: Path, database_url: str | None) -> Iterator[Trail]:
+    """A trail on a fresh database: SQLite, and (marked postgres) PostgreSQL."""
+    db = Database(database_url or f"sqlite:///{tmp_path / 't.sqlite'}")
+    try:
+        yield Trail(db, "CN-XJTU")
+    finally:
+        db.close()
 
 
 def _fill(trail: Trail, n: int) -> list[bytes]:
