@@ -17,7 +17,7 @@ from sqlmodel import col, select
 
 from api import problems
 from api.deps import InstanceDep, Reader
-from api.routes import access, audit, licences, resources
+from api.routes import access, audit, federation, licences, resources
 from ledger import __version__
 from ledger.anchoring import run_anchoring
 from ledger.instance import Instance, InstanceConfig
@@ -98,4 +98,5 @@ def create_app(config: InstanceConfig) -> FastAPI:
     app.include_router(access.router)
     app.include_router(resources.router)
     app.include_router(audit.router)
+    app.include_router(federation.router)
     return app

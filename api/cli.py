@@ -15,6 +15,7 @@ import typer
 
 from api.cli_audit import audit_app
 from api.cli_common import DataDir, Rpc, _run, _settings, console, err
+from api.cli_consortium import consortium_cli
 from api.cli_privacy import privacy_app
 from ledger.errors import InvalidInput
 from ledger.instance import Instance
@@ -223,6 +224,7 @@ def version() -> None:
 
 app.add_typer(audit_app, name="audit")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(consortium_cli)  # init, consortium, members, licences, peers, audit reconcile
 
 
 def main() -> None:

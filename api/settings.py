@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     confirmations: int = 0
     anchor_every_entries: int = 1000
     anchor_every_seconds: float = 60.0
+    peers_file: Path | None = None
+    federation_timeout: float = 10.0
 
     def instance_config(self, *, demo: bool = False) -> InstanceConfig:
         """The config for ``ledger``; outside the demo an explicit keystore password is required."""
@@ -55,6 +57,8 @@ class Settings(BaseSettings):
             confirmations=self.confirmations,
             anchor_every_entries=self.anchor_every_entries,
             anchor_every_seconds=self.anchor_every_seconds,
+            peers_file=self.peers_file,
+            federation_timeout_s=self.federation_timeout,
             # The demo's throwaway keys use geth's light scrypt so it starts in seconds.
             scrypt_n=LIGHT_SCRYPT_N if demo and password == DEMO_PASSWORD else STANDARD_SCRYPT_N,
         )

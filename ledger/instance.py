@@ -48,6 +48,8 @@ class InstanceConfig:
     scrypt_n: int = STANDARD_SCRYPT_N
     anchor_every_entries: int = 1000
     anchor_every_seconds: float = 60.0
+    peers_file: Path | None = None  # None: <data-dir>/peers.json (federation)
+    federation_timeout_s: float = 10.0  # how long to wait for another member's instance
 
 
 def _content_store(config: InstanceConfig) -> ContentStore:
