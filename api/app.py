@@ -17,6 +17,7 @@ from sqlmodel import col, select
 
 from api import problems
 from api.deps import InstanceDep, Reader
+from api.fastpath import LibshareApp
 from api.routes import access, audit, federation, licences, resources
 from ledger import __version__
 from ledger.anchoring import run_anchoring
@@ -86,7 +87,7 @@ def create_app(config: InstanceConfig) -> FastAPI:
             anchoring.join(timeout=30)
             instance.close()
 
-    app = FastAPI(
+    app = LibshareApp(
         title="libshare",
         version=__version__,
         summary="Rights and sharing ledger for library consortia",

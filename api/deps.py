@@ -54,7 +54,8 @@ def requires(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
 
 Reader = Annotated[Principal, Depends(requires(*Role))]
 Writer = Annotated[Principal, Depends(requires(Role.admin, Role.member))]
-Delivery = Annotated[Principal, Depends(requires(Role.admin, Role.delivery))]
+DELIVERY_ROLES = (Role.admin, Role.delivery)
+Delivery = Annotated[Principal, Depends(requires(*DELIVERY_ROLES))]
 Auditor = Annotated[Principal, Depends(requires(Role.admin, Role.auditor))]
 
 

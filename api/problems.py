@@ -64,6 +64,11 @@ def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JS
 
 async def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LedgerError)
+    return ledger_problem(exc)
+
+
+def ledger_problem(exc: LedgerError) -> JSONResponse:
+    """The problem+json answer for a ledger error (its status decided by :data:`STATUS`)."""
     for family, status, slug in STATUS:
         if isinstance(exc, family):
             response = problem(status, slug, exc.title, str(exc))

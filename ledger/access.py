@@ -23,9 +23,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
 from ledger.errors import InvalidInput, LedgerError, NotFound, StorageError, StorageUnavailable
@@ -44,6 +42,7 @@ from ledger.licence import (
     evaluate,
 )
 from ledger.licence_json import terms_from_json
+from ledger.sqlfast import BulkInsert, SelectIn
 from ledger.store import (
     CounterEventRow,
     CounterRow,
@@ -163,8 +162,31 @@ class _Batch:
     session: Session
     appenders: dict[str, Appender] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)  # fixed windows, new values
-    events: list[tuple[str, datetime]] = field(default_factory=list)  # rolling windows
-    grants: list[DeliveryGrantRow] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # counter_event rows
+    grants: list[dict[str, Any]] = field(default_factory=list)  # delivery_grant rows
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A request ready to decide: the licence it falls under and the counters it reads."""
+
+    request: Request
+    supplier: str  # library id of the resource's owner
+    licence: Licence | None
+    member: bool  # whether the requesting library is a consortium member
+    keys: tuple[CounterKey, ...]
+
+
+_SELECT_COUNTERS = SelectIn(CounterRow.__table__, ("key", "value"), "key")  # type: ignore[attr-defined]
+_UPSERT_COUNTERS = BulkInsert(
+    CounterRow.__table__,  # type: ignore[attr-defined]
+    ("key", "value"),
+    upsert_on=("key",),
+    update=("value",),
+)
+
+COUNTER_CACHE_MAX = 200_000
+"""Fixed-window counter values kept in memory between batches, at most."""
 
 
 # -- entries other than decisions (federation answers and receipts) ---------------------
@@ -304,12 +326,23 @@ class AccessService:
         try:
             with self.db.session() as session:
                 batch = _Batch(session, appenders)
-                for job in jobs:
+                # Times are taken in arrival order, so the trail's entries keep that order.
+                prepared = [
+                    self.clock() if isinstance(job, _Record) else self._prepare(batch, job)
+                    for job in jobs
+                ]
+                self._prefetch_counters(batch, prepared)
+                for job, plan in zip(jobs, prepared, strict=True):
+                    if isinstance(plan, LedgerError):  # this request only: nothing staged
+                        results.append((job, plan))
+                        continue
                     try:
                         if isinstance(job, _Record):
-                            results.append((job, self._append_record(batch, job)))
+                            assert isinstance(plan, datetime)
+                            results.append((job, self._append_record(batch, job, plan)))
                         else:
-                            results.append((job, self._decide(batch, job)))
+                            assert isinstance(plan, _Plan)
+                            results.append((job, self._decide(batch, job, plan)))
                     except LedgerError as exc:  # this request only: nothing was staged
                         results.append((job, exc))
                 for appender in appenders.values():
@@ -341,25 +374,35 @@ class AccessService:
             else:
                 job.future.set_result(outcome)
 
-    def _decide(self, batch: _Batch, job: _Job) -> CheckResult:
+    def _prepare(self, batch: _Batch, job: _Job) -> _Plan | LedgerError:
+        """What deciding ``job`` needs, read before any decision of the batch is made."""
         req = job.request
         at = self.clock()
         index = self._index.refresh(batch.session)
         resource = index.resources.get(req.resource_id)
         if resource is None:
-            raise NotFound(
+            return NotFound(
                 f"resource {req.resource_id} is not registered",
                 hint="check the id, or wait for the index to catch up with the chain",
             )
         supplier, licence_id = resource
-        licence = self._index.licence(batch.session, licence_id, at)
+        try:
+            licence = self._index.licence(batch.session, licence_id, at)
+        except LedgerError as exc:
+            return exc
         tier = index.tiers.get(req.requesting_member)
         request = Request(
             req.resource_id, None, req.requesting_member, -1 if tier is None else tier,
             req.patron, req.patron_category, req.purpose, req.method, req.scope,
             req.destination_country, req.campaign, at,
         )  # fmt: skip
-        if tier is None:
+        keys = () if tier is None else counters_needed(licence, request)
+        return _Plan(request, supplier, licence, tier is not None, keys)
+
+    def _decide(self, batch: _Batch, job: _Job, plan: _Plan) -> CheckResult:
+        req, request, licence, supplier = job.request, plan.request, plan.licence, plan.supplier
+        at = request.at
+        if not plan.member:
             # The profile's member filters assume a consortium member; a stranger is
             # refused before any term is read.
             decision = Decision(
@@ -368,8 +411,7 @@ class AccessService:
                 licence.licence_id if licence else None, licence.version if licence else None,
             )  # fmt: skip
         else:
-            keys = counters_needed(licence, request)
-            decision = evaluate(licence, request, self._read_counters(batch, keys))
+            decision = evaluate(licence, request, self._read_counters(batch, plan.keys))
         appender = batch.appenders.get(supplier)
         if appender is None:
             trail = self.trail(supplier)
@@ -386,22 +428,43 @@ class AccessService:
         if decision.outcome is Outcome.allow:
             if job.grant_to is not None:
                 batch.grants.append(
-                    DeliveryGrantRow(
-                        decision_id=decision_id,
-                        resource_id=req.resource_id,
-                        key_id=job.grant_to,
-                        expires_at=at + self.grant_validity,
-                    )
+                    {
+                        "decision_id": decision_id,
+                        "resource_id": req.resource_id,
+                        "key_id": job.grant_to,
+                        "expires_at": at + self.grant_validity,
+                        "used_at": None,
+                    }
                 )
             for key in decision.increments:
                 text = counter_key_text(key)
                 if key.since is not None:
-                    batch.events.append((text, at))
+                    batch.events.append({"key": text, "at": at})
                 else:
                     batch.counters[text] = self._counter(batch, text) + 1
         return CheckResult(decision, supplier, decision_id, seq, leaf, entry, at)
 
     # -- counters ------------------------------------------------------------------------
+
+    def _prefetch_counters(
+        self, batch: _Batch, plans: list[_Plan | LedgerError | datetime]
+    ) -> None:
+        """Read every fixed-window counter the batch needs and the cache lacks, in one query."""
+        if len(self._counters) > COUNTER_CACHE_MAX:
+            self._counters.clear()  # a bound on memory; what is needed is re-read below
+        wanted = {
+            counter_key_text(key)
+            for plan in plans
+            if isinstance(plan, _Plan)
+            for key in plan.keys
+            if key.since is None
+        }
+        missing = [text for text in wanted if text not in self._counters]
+        if missing:
+            rows = _SELECT_COUNTERS.run(batch.session.connection(), missing)
+            found: dict[str, int] = {key: value for key, value in rows}
+            for text in missing:
+                self._counters[text] = int(found.get(text, 0))
 
     def _counter(self, batch: _Batch, text: str) -> int:
         if text in batch.counters:
@@ -430,24 +493,17 @@ class AccessService:
             stmt = select(func.count()).where(
                 CounterEventRow.key == text, col(CounterEventRow.at) >= since
             )
-            staged = sum(1 for k, at in batch.events if k == text and at >= since)
+            staged = sum(1 for e in batch.events if e["key"] == text and e["at"] >= since)
             counts[key] = int(batch.session.exec(stmt).one()) + staged
         return counts
 
     def _write_counters(self, batch: _Batch) -> None:
-        if batch.counters:
-            rows = [{"key": k, "value": v} for k, v in batch.counters.items()]
-            dialect = batch.session.get_bind().dialect.name
-            maker = pg_insert if dialect == "postgresql" else sqlite_insert
-            stmt = maker(CounterRow.__table__).values(rows)  # type: ignore[attr-defined]
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["key"], set_={"value": stmt.excluded.value}
-            )
-            batch.session.connection().execute(stmt)
+        conn = batch.session.connection()
+        _UPSERT_COUNTERS.run(conn, list(batch.counters.items()))
         if batch.events:
-            batch.session.add_all(CounterEventRow(key=k, at=at) for k, at in batch.events)
+            conn.execute(insert(CounterEventRow.__table__), batch.events)  # type: ignore[attr-defined]
         if batch.grants:
-            batch.session.add_all(batch.grants)
+            conn.execute(insert(DeliveryGrantRow.__table__), batch.grants)  # type: ignore[attr-defined]
 
     # -- entries other than decisions (federation answers and receipts) -----------------
 
@@ -473,8 +529,7 @@ class AccessService:
         self._queue.put(job)
         return job.future
 
-    def _append_record(self, batch: _Batch, job: _Record) -> RecordedEntry:
-        at = self.clock()
+    def _append_record(self, batch: _Batch, job: _Record, at: datetime) -> RecordedEntry:
         appender = batch.appenders.get(job.member)
         if appender is None:
             trail = self.trail(job.member)
@@ -521,10 +576,14 @@ class _IndexCache:
             self._owners = {m.account: m.library_id for m in members}
             self._view.tiers = {m.library_id: m.tier for m in members}
         if self._changed("resources") or members_changed:
+            table = ResourceRow.__table__  # type: ignore[attr-defined]
+            rows = session.connection().execute(
+                select(table.c.id, table.c.owner, table.c.licence_id)
+            )  # Core rows, not ORM objects: the whole table loads at start-up
             self._view.resources = {
-                r.id: (self._owners[r.owner], r.licence_id)
-                for r in session.exec(select(ResourceRow)).all()
-                if r.owner in self._owners
+                rid: (self._owners[owner], licence_id)
+                for rid, owner, licence_id in rows
+                if owner in self._owners
             }
         if self._changed("licences"):
             self._licences = {}
@@ -574,7 +633,11 @@ def canonical_entry(entry: Mapping[str, str | int | list[str] | None]) -> bytes:
     the same characters with the same short forms and lower-case hex. A test holds this
     equal to the reference implementation.
     """
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(entry).encode()
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""One encoder for every entry: ``json.dumps`` with options builds a new one per call."""
 
 
 def _entry(decision_id: str, supplier: str, request: Request, decision: Decision) -> bytes:

@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from ledger import merkle
 from ledger.errors import InvalidInput, NotFound
+from ledger.sqlfast import BulkInsert
 from ledger.store import Database, TrailEntryRow, TrailNodeRow
 from ledger.types import LeafHash, NodeHash
 
@@ -42,8 +43,8 @@ class Appender:
         self.trail = trail
         self.session = session
         self._frontier = frontier
-        self._entries: list[dict[str, object]] = []
-        self._nodes: list[dict[str, object]] = []
+        self._entries: list[tuple[str, int, bytes, bytes]] = []
+        self._nodes: list[tuple[str, int, int, bytes]] = []
 
     @property
     def size(self) -> int:
@@ -55,23 +56,29 @@ class Appender:
         seq = self._frontier.size
         leaf = merkle.leaf_hash(body)
         completed = self._frontier.append(leaf)
-        self._entries.append({"member": member, "seq": seq, "body": body, "leaf_hash": leaf})
+        self._entries.append((member, seq, body, leaf))
         for level, index, digest in completed:
             if level > 0:  # level 0 is the leaf hash, already in trail_entry
-                self._nodes.append(
-                    {"member": member, "level": level, "index": index, "hash": digest}
-                )
+                self._nodes.append((member, level, index, digest))
         return seq, leaf
 
     def write(self) -> None:
         """Insert the staged rows (inside the open transaction)."""
-        # Core inserts on the tables: executemany without the ORM's per-row bookkeeping.
+        # Plain executemany: the decision writer calls this on every group commit.
         conn = self.session.connection()
-        if self._entries:
-            conn.execute(insert(TrailEntryRow.__table__), self._entries)  # type: ignore[attr-defined]
-        if self._nodes:
-            conn.execute(insert(TrailNodeRow.__table__), self._nodes)  # type: ignore[attr-defined]
+        _INSERT_ENTRIES.run(conn, self._entries)
+        _INSERT_NODES.run(conn, self._nodes)
         self._entries, self._nodes = [], []
+
+
+_INSERT_ENTRIES = BulkInsert(
+    TrailEntryRow.__table__,  # type: ignore[attr-defined]
+    ("member", "seq", "body", "leaf_hash"),
+)
+_INSERT_NODES = BulkInsert(
+    TrailNodeRow.__table__,  # type: ignore[attr-defined]
+    ("member", "level", "index", "hash"),
+)
 
 
 class Trail:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Annotated
 
@@ -11,8 +12,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, StringConstraints
 
 from api.deps import Delivery, InstanceDep, own_member
-from ledger.access import ShareRequest
+from ledger.access import CheckResult, ShareRequest
+from ledger.apikeys import Principal
 from ledger.delivery import redeem
+from ledger.instance import Instance
 
 router = APIRouter(prefix="/v1/access", tags=["access"])
 
@@ -76,6 +79,16 @@ def content(decision_id: str, instance: InstanceDep, caller: Delivery) -> Stream
 @router.post("/check", response_model=AccessDecision)
 async def check(body: AccessCheck, instance: InstanceDep, caller: Delivery) -> AccessDecision:
     """Decide a share request; the decision is in the supplier's trail before this answers."""
+    # Awaited on the event loop: the decision writer commits it with others (group commit).
+    result = await asyncio.wrap_future(submit_check(instance, body, caller))
+    return answer(result)
+
+
+def submit_check(instance: Instance, body: AccessCheck, caller: Principal) -> Future[CheckResult]:
+    """Authorise, pseudonymise and queue one check; the future resolves once it is committed.
+
+    Shared by the route above and :mod:`api.fastpath`, so both decide exactly alike.
+    """
     own_member(caller, body.requesting_member, "the patron")
     patron = instance.member_keys(body.requesting_member).pseudonym(
         body.patron_id, instance.clock()
@@ -91,8 +104,11 @@ async def check(body: AccessCheck, instance: InstanceDep, caller: Delivery) -> A
         destination_country=body.destination_country,
         campaign=body.campaign,
     )
-    # Awaited on the event loop: the decision writer commits it with others (group commit).
-    result = await asyncio.wrap_future(instance.access.submit(request, grant_to=caller.key_id))
+    return instance.access.submit(request, grant_to=caller.key_id)
+
+
+def answer(result: CheckResult) -> AccessDecision:
+    """The response to a committed decision."""
     d = result.decision
     return AccessDecision(
         decision=str(d.outcome),
