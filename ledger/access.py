@@ -412,16 +412,7 @@ class AccessService:
             )  # fmt: skip
         else:
             decision = evaluate(licence, request, self._read_counters(batch, plan.keys))
-        appender = batch.appenders.get(supplier)
-        if appender is None:
-            trail = self.trail(supplier)
-            trail.lock.acquire()  # released by _process once the batch is over
-            try:
-                appender = trail.begin(batch.session)
-            except BaseException:
-                trail.lock.release()
-                raise
-            batch.appenders[supplier] = appender
+        appender = self._appender(batch, supplier)
         decision_id = f"{supplier}:{appender.size}"
         entry = _entry(decision_id, supplier, request, decision)
         seq, leaf = appender.append(entry)
@@ -529,17 +520,22 @@ class AccessService:
         self._queue.put(job)
         return job.future
 
-    def _append_record(self, batch: _Batch, job: _Record, at: datetime) -> RecordedEntry:
-        appender = batch.appenders.get(job.member)
+    def _appender(self, batch: _Batch, member: str) -> Appender:
+        """The batch's appender to ``member``'s trail, begun (and the trail locked) once."""
+        appender = batch.appenders.get(member)
         if appender is None:
-            trail = self.trail(job.member)
+            trail = self.trail(member)
             trail.lock.acquire()  # released by _process once the batch is over
             try:
                 appender = trail.begin(batch.session)
             except BaseException:
                 trail.lock.release()
                 raise
-            batch.appenders[job.member] = appender
+            batch.appenders[member] = appender
+        return appender
+
+    def _append_record(self, batch: _Batch, job: _Record, at: datetime) -> RecordedEntry:
+        appender = self._appender(batch, job.member)
         body = {**job.fields, "v": ENTRY_VERSION, "kind": job.kind, "at": at.isoformat()}
         entry = canonical_entry(body)
         seq, leaf = appender.append(entry)
