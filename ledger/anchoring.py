@@ -33,6 +33,15 @@ _log = logging.getLogger("libshare.anchoring")
 ANCHOR = "anchor"
 """The outbox kind of trail anchors."""
 
+SERVICE_BACKOFF_S = (1.0, 2.0, 5.0)
+"""Delays between the service's attempts at an anchor the node did not take.
+
+Shorter than the outbox's default (up to 30 s): while the node is down each attempt is
+one refused connection, and a head must be on chain soon after the node returns — with a
+30 s delay, an outage of about 50 s left the queue waiting 30 s after the node was back
+(tests/faults/test_chain_outage.py).
+"""
+
 
 def anchor_trail(instance: Instance, library_id: str, member: LocalAccount) -> AnchoredHead | None:
     """Anchor the current head of ``library_id``'s trail; None when nothing is new."""
@@ -197,7 +206,13 @@ def run_anchoring(instance: Instance, stop: threading.Event, *, poll_s: float = 
     if not members or not instance.deployed:
         return
     by_address: dict[str, LocalAccount] = {a.address: a for a in members.values()}
-    outbox = Outbox(instance.db, instance.chain, by_address.__getitem__, instance.clock)
+    outbox = Outbox(
+        instance.db,
+        instance.chain,
+        by_address.__getitem__,
+        instance.clock,
+        backoff=SERVICE_BACKOFF_S,
+    )
     scheduler = AnchorScheduler(
         instance,
         outbox,
