@@ -25,7 +25,7 @@ from ledger.audit import Head, TrailReport, verify_trail
 from ledger.errors import ChainUnavailable, Conflict, InvalidInput, LedgerError
 from ledger.instance import Instance
 from ledger.onchain import AnchoredHead
-from ledger.outbox import Outbox
+from ledger.outbox import PENDING, Outbox
 from ledger.store import AnchoredHeadRow
 
 _log = logging.getLogger("libshare.anchoring")
@@ -176,11 +176,21 @@ class AnchorScheduler:
         waited = (self.instance.clock() - when).total_seconds()
         return size - queued >= self.every_entries or waited >= self.every_seconds
 
+    def _on_its_way(self, account: LocalAccount) -> bool:
+        """Whether an anchor of ``account``'s is still queued or unconfirmed.
+
+        The next one waits for it: anchors are cumulative, so one sent after the node
+        returns covers every entry since, where a queue filled through an outage would
+        send one transaction per interval the node was away.
+        """
+        row = self.outbox.last(ANCHOR, account.address)
+        return row is not None and row.state in PENDING
+
     def tick(self) -> int:
         """Queue the heads that are due and let the outbox send what it can; return queued."""
         queued = 0
         for library_id, account in self.members.items():
-            if not self.due(library_id):
+            if not self.due(library_id) or self._on_its_way(account):
                 continue
             try:
                 if queue_anchor(self.instance, self.outbox, library_id, account) is not None:
