@@ -17,6 +17,7 @@ from api.cli_audit import audit_app
 from api.cli_common import DataDir, Rpc, _run, _settings, console, err
 from api.cli_consortium import consortium_cli
 from api.cli_privacy import privacy_app
+from api.cli_status import status
 from ledger.errors import InvalidInput
 from ledger.instance import Instance
 
@@ -83,6 +84,7 @@ def serve(
 
 
 resources_app = typer.Typer(help="Register what your library shares.")
+app.command("status")(status)
 app.add_typer(resources_app, name="resources")
 car_app = typer.Typer(help="CAR v1 archives of stored resources, importable by any IPFS node.")
 app.add_typer(car_app, name="car")
