@@ -15,7 +15,8 @@ shells (I/O)
     ``embedded`` the persistent in-process EVM · ``chain`` signing and sending ·
     ``contracts`` compiled artifacts and revert decoding · ``onchain`` typed contract
     calls · ``outbox`` durable chain writes · ``indexer`` contract events into SQL ·
-    ``store`` SQL tables · ``migrations`` their Alembic revisions · ``trail`` the
+    ``store`` SQL tables · ``migrations`` their Alembic revisions · ``sqlfast`` plain SQL
+    for the decision writer's hot statements · ``trail`` the
     SQL-backed Merkle log · ``content`` the content store interface, ``blockstore``
     (local) and ``kubo`` (IPFS node) · ``car`` CAR v1 ·
     ``keys`` keystore v3 keys and patron pseudonyms · ``apikeys`` API keys
@@ -24,7 +25,7 @@ services
     ``delivery`` content after an allowed check · ``registration`` resources and
     licences · ``anchoring`` anchoring and verifying trails · ``trail_export`` audit
     export and offline verification · ``federation_service`` answering other members'
-    signed requests and borrowing from them
+    signed requests and borrowing from them · ``status`` an instance at a glance
 """
 
 __version__ = "0.1.0"
