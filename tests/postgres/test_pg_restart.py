@@ -42,6 +42,7 @@ OUTAGE_S = 3.0  # how long the server stays down
 FAST_S = 5.0  # the slowest a 503 may be
 MAX_REQUESTS = 3000  # the loop's bounds: it stops by itself whatever happens
 MAX_LOOP_S = 90.0
+CLIENTS = 6  # concurrent clients: the writer's group commits hold several decisions
 
 
 @dataclass
@@ -107,11 +108,13 @@ class Answer:
 
 @dataclass
 class Load:
-    """Access checks one after another until stopped, within MAX_REQUESTS and MAX_LOOP_S."""
+    """One client's access checks, one after another until stopped, within MAX_REQUESTS and
+    MAX_LOOP_S; several run at once."""
 
     client: TestClient
     body: dict[str, str]
     headers: dict[str, str]
+    name: int = 0
     answers: list[Answer] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -123,7 +126,7 @@ class Load:
             sent = time.monotonic()
             response = self.client.post(
                 "/v1/access/check",
-                json=self.body | {"patron_id": f"patron-{n % 50}"},
+                json=self.body | {"patron_id": f"patron-{self.name}-{n % 50}"},
                 headers=self.headers,
             )
             self.answers.append(
@@ -168,11 +171,17 @@ def test_checks_fail_fast_with_503_while_postgres_is_down_and_lose_nothing(
             "scope": "part",
             "destination_country": "CN",
         }
-        load = Load(client, body, {"Authorization": f"Bearer {token}"})
-        worker = threading.Thread(target=load.run, name="pg-restart-load")
-        worker.start()
+        headers = {"Authorization": f"Bearer {token}"}
+        loads = [Load(client, body, headers, name=i) for i in range(CLIENTS)]
+        workers = [threading.Thread(target=load.run, name=f"pg-load-{load.name}") for load in loads]
+        for worker in workers:
+            worker.start()
+
+        def ok_since(t: float) -> int:
+            return sum(load.ok_since(t) for load in loads)
+
         try:
-            _wait(lambda: load.ok_since(0) >= 20, 30)
+            _wait(lambda: ok_since(0) >= 20, 30)
             down_at = time.monotonic()
             cluster.stop()
             stopped_at = time.monotonic()
@@ -180,13 +189,15 @@ def test_checks_fail_fast_with_503_while_postgres_is_down_and_lose_nothing(
             restart_at = time.monotonic()
             cluster.start()
             up_at = time.monotonic()
-            _wait(lambda: load.ok_since(up_at) >= 20, 30)
+            _wait(lambda: ok_since(up_at) >= 20, 30)
         finally:
-            load.stop.set()
-            worker.join(timeout=MAX_LOOP_S)
-        assert not worker.is_alive()
+            for load in loads:
+                load.stop.set()
+            for worker in workers:
+                worker.join(timeout=MAX_LOOP_S)
+        assert not any(worker.is_alive() for worker in workers)
 
-        answers = load.answers
+        answers = [a for load in loads for a in load.answers]
         ok = [a for a in answers if a.status == 200]
         refused = [a for a in answers if a.status == 503]
         assert {a.status for a in answers} <= {200, 503}, [
@@ -226,8 +237,9 @@ def test_checks_fail_fast_with_503_while_postgres_is_down_and_lose_nothing(
         assert (report.entries, report.unanchored) == (len(entries), 0)
 
     print(
-        f"\npg restart: {len(answers)} checks, {len(ok)} answered 200, {len(refused)} answered "
-        f"503 (slowest {max(a.seconds for a in refused):.3f} s); pg_ctl stop took "
+        f"\npg restart: {CLIENTS} clients, {len(answers)} checks, {len(ok)} answered 200, "
+        f"{len(refused)} answered 503 (slowest {max(a.seconds for a in refused):.3f} s); "
+        f"pg_ctl stop took "
         f"{stopped_at - down_at:.2f} s, then down {restart_at - stopped_at:.1f} s; pg_ctl start "
         f"took {up_at - restart_at:.2f} s and the first 200 came "
         f"{first_ok_after - restart_at:.2f} s after it began; trail {len(entries)} entries, "
