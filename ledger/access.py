@@ -163,7 +163,7 @@ class _Batch:
     appenders: dict[str, Appender] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)  # fixed windows, new values
     events: list[dict[str, Any]] = field(default_factory=list)  # counter_event rows
-    grants: list[dict[str, Any]] = field(default_factory=list)  # delivery_grant rows
+    grants: list[tuple[str, str, str, datetime]] = field(default_factory=list)  # _INSERT_GRANTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +183,11 @@ _UPSERT_COUNTERS = BulkInsert(
     ("key", "value"),
     upsert_on=("key",),
     update=("value",),
+)
+
+_INSERT_GRANTS = BulkInsert(
+    DeliveryGrantRow.__table__,  # type: ignore[attr-defined]
+    ("decision_id", "resource_id", "key_id", "expires_at"),
 )
 
 COUNTER_CACHE_MAX = 200_000
@@ -419,13 +424,7 @@ class AccessService:
         if decision.outcome is Outcome.allow:
             if job.grant_to is not None:
                 batch.grants.append(
-                    {
-                        "decision_id": decision_id,
-                        "resource_id": req.resource_id,
-                        "key_id": job.grant_to,
-                        "expires_at": at + self.grant_validity,
-                        "used_at": None,
-                    }
+                    (decision_id, req.resource_id, job.grant_to, at + self.grant_validity)
                 )
             for key in decision.increments:
                 text = counter_key_text(key)
@@ -493,8 +492,7 @@ class AccessService:
         _UPSERT_COUNTERS.run(conn, list(batch.counters.items()))
         if batch.events:
             conn.execute(insert(CounterEventRow.__table__), batch.events)  # type: ignore[attr-defined]
-        if batch.grants:
-            conn.execute(insert(DeliveryGrantRow.__table__), batch.grants)  # type: ignore[attr-defined]
+        _INSERT_GRANTS.run(conn, batch.grants)
 
     # -- entries other than decisions (federation answers and receipts) -----------------
 
