@@ -5,7 +5,7 @@ machinery (routing, dependency injection, response validation and re-encoding) c
 several times the decision itself. :class:`LibshareApp` serves the ordinary check — a JSON
 body the :class:`~api.routes.access.AccessCheck` model accepts, from a valid delivery
 key acting for its own member — with that same model, the same authentication and the
-same :func:`~api.routes.access.submit_check` the route calls, so both decide and answer
+same :func:`~api.routes.access.share_request` the route uses, so both decide and answer
 alike. Anything else — another path, a malformed or oversized body, a missing or wrong
 key, a foreign member — goes to the app unchanged with the body it read replayed: its
 answer is then the app's own, problem+json included. Nothing is queued before the
@@ -15,7 +15,6 @@ request is known to be ordinary, so a hand-over never decides twice.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
 
 from fastapi import FastAPI
 from pydantic import ValidationError
@@ -23,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from api.deps import DELIVERY_ROLES
 from api.problems import ledger_problem
-from api.routes.access import AccessCheck, answer, submit_check
+from api.routes.access import AccessCheck, answer, share_request
 from ledger.access import CheckResult
 from ledger.errors import LedgerError
 from ledger.instance import Instance
@@ -51,7 +50,7 @@ class LibshareApp(FastAPI):
             await super().__call__(scope, replay, send)
             return
         try:
-            result: CheckResult = await asyncio.wrap_future(future)
+            result: CheckResult = await future
         except LedgerError as exc:  # e.g. an unknown resource, or the database is down
             await ledger_problem(exc)(scope, receive, send)
             return
@@ -61,7 +60,7 @@ class LibshareApp(FastAPI):
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    def _start(self, scope: Scope, body: bytes) -> Future[CheckResult] | None:
+    def _start(self, scope: Scope, body: bytes) -> asyncio.Future[CheckResult] | None:
         """Queue the check if the request is ordinary; None hands it to the app."""
         instance: Instance | None = getattr(self.state, "instance", None)
         if instance is None:
@@ -80,9 +79,17 @@ class LibshareApp(FastAPI):
             if principal.role not in DELIVERY_ROLES:
                 return None
             check = AccessCheck.model_validate_json(body)
-            return submit_check(instance, check, principal)
+            request = share_request(instance, check, principal)
         except (LedgerError, ValidationError):
             return None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[CheckResult] = loop.create_future()
+
+        def done(outcome: CheckResult | BaseException) -> None:  # on the writer thread
+            loop.call_soon_threadsafe(_settle, future, outcome)
+
+        instance.access.submit_to(request, done, grant_to=principal.key_id)
+        return future
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool, Receive]:
@@ -114,3 +121,12 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool, Receive]:
         return await receive()
 
     return body, complete, replay
+
+
+def _settle(future: asyncio.Future[CheckResult], outcome: CheckResult | BaseException) -> None:
+    if future.cancelled():  # the client went away
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -14,6 +14,7 @@ is exactly that of deciding the requests one by one.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping
@@ -57,6 +58,8 @@ from ledger.trail import Appender, Trail
 from ledger.types import LeafHash
 
 ENTRY_VERSION = 1
+
+_log = logging.getLogger("libshare.access")
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -148,11 +151,42 @@ def counter_key_text(key: CounterKey) -> str:
     return f"{key.limit}|{key.scope}|{key.subject}|{key.window_key}"
 
 
+class _Callback:
+    """Settles a job by calling a function (from the writer thread) instead of a Future.
+
+    For callers on an event loop, which hand the outcome to their loop themselves: a
+    ``concurrent.futures.Future`` (a lock and a condition each) wrapped in an asyncio
+    future costs more than the decision.
+    """
+
+    __slots__ = ("_done", "fn")
+
+    def __init__(self, fn: Callable[[CheckResult | BaseException], None]) -> None:
+        self.fn = fn
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: CheckResult) -> None:
+        self._settle(result)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._settle(exc)
+
+    def _settle(self, outcome: CheckResult | BaseException) -> None:
+        self._done = True
+        try:
+            self.fn(outcome)
+        except Exception:  # the caller's problem; the writer goes on
+            _log.exception("a decision's callback failed")
+
+
 @dataclass
 class _Job:
     request: ShareRequest
     grant_to: str | None = None  # API key id allowed to fetch the content once, if allowed
-    future: Future[CheckResult] = field(default_factory=Future)
+    future: Future[CheckResult] | _Callback = field(default_factory=Future)
 
 
 @dataclass
@@ -278,10 +312,26 @@ class AccessService:
 
     def submit(self, request: ShareRequest, *, grant_to: str | None = None) -> Future[CheckResult]:
         """Queue a parsed request; the future resolves once its decision is committed."""
-        job = _Job(request, grant_to)
+        future: Future[CheckResult] = Future()
+        self._start_writer()
+        self._queue.put(_Job(request, grant_to, future))
+        return future
+
+    def submit_to(
+        self,
+        request: ShareRequest,
+        on_done: Callable[[CheckResult | BaseException], None],
+        *,
+        grant_to: str | None = None,
+    ) -> None:
+        """Queue a parsed request; ``on_done`` gets its result (or error) once committed.
+
+        ``on_done`` runs on the writer thread and must only hand the outcome on (e.g. with
+        ``loop.call_soon_threadsafe``).
+        """
+        job = _Job(request, grant_to, _Callback(on_done))
         self._start_writer()
         self._queue.put(job)
-        return job.future
 
     def close(self) -> None:
         """Stop the writer thread after it has finished what it holds."""

@@ -85,7 +85,12 @@ async def check(body: AccessCheck, instance: InstanceDep, caller: Delivery) -> A
 
 
 def submit_check(instance: Instance, body: AccessCheck, caller: Principal) -> Future[CheckResult]:
-    """Authorise, pseudonymise and queue one check; the future resolves once it is committed.
+    """Authorise, pseudonymise and queue one check; the future resolves once it is committed."""
+    return instance.access.submit(share_request(instance, body, caller), grant_to=caller.key_id)
+
+
+def share_request(instance: Instance, body: AccessCheck, caller: Principal) -> ShareRequest:
+    """The request to decide: the caller may ask for this member's patron, who is pseudonymised.
 
     Shared by the route above and :mod:`api.fastpath`, so both decide exactly alike.
     """
@@ -93,7 +98,7 @@ def submit_check(instance: Instance, body: AccessCheck, caller: Principal) -> Fu
     patron = instance.member_keys(body.requesting_member).pseudonym(
         body.patron_id, instance.clock()
     )
-    request = ShareRequest.parse(
+    return ShareRequest.parse(
         resource_id=body.resource_id,
         requesting_member=body.requesting_member,
         patron=patron,
@@ -104,7 +109,6 @@ def submit_check(instance: Instance, body: AccessCheck, caller: Principal) -> Fu
         destination_country=body.destination_country,
         campaign=body.campaign,
     )
-    return instance.access.submit(request, grant_to=caller.key_id)
 
 
 def answer(result: CheckResult) -> AccessDecision:
