@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import string
 from concurrent.futures import ThreadPoolExecutor
+from queue import Queue
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from ledger.access import canonical_entry
+from ledger.access import CheckResult, ShareRequest, canonical_entry
 from ledger.errors import InvalidInput, NotFound, StorageError
 from ledger.registration import revoke_licence
 from ledger.store import TrailEntryRow
@@ -76,6 +77,25 @@ def test_a_requester_outside_the_consortium_is_denied_member_not_allowed(
 ) -> None:
     result = consortium.instance.access.check(**_request(consortium, requesting_member="XX-NONE"))
     assert str(result.decision.reason) == "member_not_allowed"
+
+
+def test_a_callback_gets_the_committed_decision_or_the_error(consortium: Consortium) -> None:
+    access = consortium.instance.access
+    outcomes: Queue[object] = Queue()
+    access.submit_to(ShareRequest.parse(**_request(consortium)), outcomes.put)
+    result = outcomes.get(timeout=10)
+    assert isinstance(result, CheckResult)
+    assert access.trail("CN-A").head().size == result.trail_seq + 1  # committed first
+    access.submit_to(ShareRequest.parse(**_request(consortium, resource_id="0xdead")), outcomes.put)
+    assert isinstance(outcomes.get(timeout=10), NotFound)
+
+
+def test_a_failing_callback_does_not_stop_the_writer(consortium: Consortium) -> None:
+    def broken(_: object) -> None:
+        raise RuntimeError("the caller's bug")
+
+    consortium.instance.access.submit_to(ShareRequest.parse(**_request(consortium)), broken)
+    assert consortium.instance.access.check(**_request(consortium)).decision.allowed
 
 
 def test_an_unknown_resource_is_not_found_and_nothing_is_recorded(consortium: Consortium) -> None:
