@@ -74,21 +74,21 @@ class LibshareApp(FastAPI):
                 json_body = value.split(b";", 1)[0].strip().lower() == b"application/json"
         if token is None or not json_body:
             return None
-        try:
-            principal = instance.apikeys.authenticate(token)
-            if principal.role not in DELIVERY_ROLES:
-                return None
-            check = AccessCheck.model_validate_json(body)
-            request = share_request(instance, check, principal)
-        except (LedgerError, ValidationError):
-            return None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[CheckResult] = loop.create_future()
 
         def done(outcome: CheckResult | BaseException) -> None:  # on the writer thread
             loop.call_soon_threadsafe(_settle, future, outcome)
 
-        instance.access.submit_to(request, done, grant_to=principal.key_id)
+        try:
+            principal = instance.apikeys.authenticate(token)
+            if principal.role not in DELIVERY_ROLES:
+                return None
+            check = AccessCheck.model_validate_json(body)
+            request = share_request(instance, check, principal)
+            instance.access.submit_to(request, done, grant_to=principal.key_id)
+        except (LedgerError, ValidationError):  # e.g. the service is closing: the app answers
+            return None
         return future
 
 
