@@ -197,6 +197,22 @@ def make_consortium(
     )
 
 
+def record_checks(c: Consortium, n: int, *, start: int = 0) -> None:
+    """Decide ``n`` allowed single-chapter copies of CN-A's resource for CN-B's patrons
+    ``start`` … ``start + n - 1`` (pseudonyms made up here): ``n`` entries in CN-A's trail."""
+    for i in range(start, start + n):
+        c.instance.access.check(
+            resource_id=c.resource_id,
+            requesting_member="CN-B",
+            patron=f"{i:064x}",
+            patron_category="staff",
+            purpose="teaching",
+            method="copy",
+            scope="part",
+            destination_country="CN",
+        )
+
+
 @pytest.fixture(scope="module")
 def consortium(
     tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None

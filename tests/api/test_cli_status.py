@@ -13,7 +13,7 @@ from api.cli import app
 from ledger.anchoring import anchor_trail
 from ledger.outbox import OutboxRow, OutboxState
 from ledger.store import Database
-from tests.conftest import PASSWORD, make_consortium
+from tests.conftest import PASSWORD, make_consortium, record_checks
 
 runner = CliRunner()
 
@@ -22,19 +22,9 @@ runner = CliRunner()
 def data_dir(tmp_path: Path) -> Path:
     c = make_consortium(tmp_path)
     try:
-        for i in range(7):
-            c.instance.access.check(
-                resource_id=c.resource_id,
-                requesting_member="CN-B",
-                patron=f"{i:064x}",
-                patron_category="student",
-                purpose="research",
-                method="copy",
-                scope="part",
-                destination_country="CN",
-            )
-            if i == 4:
-                anchor_trail(c.instance, "CN-A", c.members["CN-A"].account)
+        record_checks(c, 5)
+        anchor_trail(c.instance, "CN-A", c.members["CN-A"].account)
+        record_checks(c, 2, start=5)
     finally:
         c.instance.close()
     return c.instance.config.data_dir

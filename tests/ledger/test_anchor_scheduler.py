@@ -7,7 +7,7 @@ from pathlib import Path
 from ledger.anchoring import ANCHOR, AnchorScheduler
 from ledger.errors import ChainUnavailable
 from ledger.outbox import PENDING, Outbox, PassReport
-from tests.conftest import Consortium, make_consortium
+from tests.conftest import make_consortium, record_checks
 
 
 class _NodeDown(Outbox):
@@ -15,20 +15,6 @@ class _NodeDown(Outbox):
 
     def process(self, max_items: int = 100) -> PassReport:
         raise ChainUnavailable("the node does not answer")
-
-
-def _checks(consortium: Consortium, n: int, start: int) -> None:
-    for i in range(start, start + n):
-        consortium.instance.access.check(
-            resource_id=consortium.resource_id,
-            requesting_member="CN-B",
-            patron=f"2026:patron-{i}",
-            patron_category="staff",
-            purpose="teaching",
-            method="copy",
-            scope="part",
-            destination_country="CN",
-        )
 
 
 def _pending_anchors(outbox: Outbox) -> int:
@@ -47,7 +33,7 @@ def test_while_the_node_is_down_one_anchor_waits_and_the_next_covers_everything(
     scheduler = AnchorScheduler(instance, down, {"CN-A": account}, every_entries=1)
 
     for round_ in range(5):  # five intervals of the outage, the trail growing in each
-        _checks(consortium, 3, 3 * round_)
+        record_checks(consortium, 3, start=3 * round_)
         scheduler.tick()
     assert _pending_anchors(down) == 1  # not five
 
