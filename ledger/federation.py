@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from eth_account import Account
@@ -394,34 +395,23 @@ RECEIPT_FIELDS = (*SHARED_FIELDS, "answer_signature", "outcome", "received_hash"
 
 
 def _request_fields(request: ShareRequestMessage) -> Fields:
-    return {
-        "request_id": request.request_id,
-        "supplier": request.supplier,
-        "requesting_member": request.requesting_member,
-        "resource_id": request.resource_id,
-        "patron": request.patron,
-        "patron_category": request.patron_category,
-        "purpose": request.purpose,
-        "method": request.method,
-        "scope": request.scope,
-        "destination_country": request.destination_country,
-        "campaign": request.campaign or None,
-        "expires_at": request.expires_at,
-    }
+    return {**asdict(request), "campaign": request.campaign or None}
+
+
+_SHARED = frozenset(("request_id", "supplier", "requesting_member", "resource_id"))
+"""Fields an answer repeats from its request; an entry holds them once."""
 
 
 def _answer_fields(answer: ShareAnswer) -> Fields:
-    return {
-        "decision_id": answer.decision_id,
-        "decision_seq": answer.decision_seq,
-        "decision": answer.decision,
-        "reason": answer.reason,
-        "licence_id": answer.licence_id or None,
-        "licence_version": answer.licence_version or None,
-        "fee_minor": answer.fee_minor if answer.currency else None,
-        "currency": answer.currency or None,
-        "content_hash": answer.content_hash,
-    }
+    fields = {k: v for k, v in asdict(answer).items() if k not in _SHARED}
+    # The signed message uses 0 and "" for "none"; the trail entry uses null.
+    fields.update(
+        licence_id=answer.licence_id or None,
+        licence_version=answer.licence_version or None,
+        fee_minor=answer.fee_minor if answer.currency else None,
+        currency=answer.currency or None,
+    )
+    return fields
 
 
 def answer_fields(
@@ -468,36 +458,13 @@ def receipt_fields(
 
 def request_from_fields(fields: dict[str, Any]) -> ShareRequestMessage:
     """The signed request an answer or receipt entry records (to check its signature)."""
-    return ShareRequestMessage(
-        request_id=fields["request_id"],
-        supplier=fields["supplier"],
-        requesting_member=fields["requesting_member"],
-        resource_id=fields["resource_id"],
-        patron=fields["patron"],
-        patron_category=fields["patron_category"],
-        purpose=fields["purpose"],
-        method=fields["method"],
-        scope=fields["scope"],
-        destination_country=fields["destination_country"],
-        campaign=fields["campaign"] or "",
-        expires_at=fields["expires_at"],
-    )
+    values = {f.name: fields[f.name] for f in dataclass_fields(ShareRequestMessage)}
+    return ShareRequestMessage(**{**values, "campaign": values["campaign"] or ""})
 
 
 def answer_from_fields(fields: dict[str, Any]) -> ShareAnswer:
     """The signed answer an answer or receipt entry records (to check its signature)."""
-    return ShareAnswer(
-        request_id=fields["request_id"],
-        supplier=fields["supplier"],
-        requesting_member=fields["requesting_member"],
-        resource_id=fields["resource_id"],
-        decision_id=fields["decision_id"],
-        decision_seq=fields["decision_seq"],
-        decision=fields["decision"],
-        reason=fields["reason"],
-        licence_id=fields["licence_id"] or 0,
-        licence_version=fields["licence_version"] or 0,
-        fee_minor=fields["fee_minor"] or 0,
-        currency=fields["currency"] or "",
-        content_hash=fields["content_hash"],
-    )
+    values = {f.name: fields[f.name] for f in dataclass_fields(ShareAnswer)}
+    for name in ("licence_id", "licence_version", "fee_minor"):
+        values[name] = values[name] or 0
+    return ShareAnswer(**{**values, "currency": values["currency"] or ""})

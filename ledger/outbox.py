@@ -237,12 +237,7 @@ class Outbox:
 
     def stats(self) -> dict[str, int]:
         """How many rows are in each state."""
-        counts = {state.value: 0 for state in OutboxState}
-        with self.db.session() as session:
-            stmt = select(OutboxRow.state, func.count()).group_by(col(OutboxRow.state))
-            for state, count in session.exec(stmt):
-                counts[state] = int(count)
-        return counts
+        return counts_by_state(self.db)
 
     # -- working the queue ----------------------------------------------------------
 
@@ -462,3 +457,13 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return _hex(bytes(value))
     return str(value)
+
+
+def counts_by_state(db: Database) -> dict[str, int]:
+    """How many outbox rows are in each state (read-only; no node or key needed)."""
+    counts = {state.value: 0 for state in OutboxState}
+    with db.session() as session:
+        stmt = select(OutboxRow.state, func.count()).group_by(col(OutboxRow.state))
+        for state, count in session.exec(stmt):
+            counts[state] = int(count)
+    return counts

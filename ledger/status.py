@@ -14,7 +14,7 @@ from sqlmodel import col, select
 
 from ledger.errors import ChainError
 from ledger.instance import Instance
-from ledger.outbox import OutboxRow, OutboxState
+from ledger.outbox import PENDING, OutboxState, counts_by_state
 from ledger.store import AnchoredHeadRow, CursorRow, MemberRow, TrailEntryRow
 
 INDEX_LAG_WARN = 50
@@ -53,8 +53,7 @@ class InstanceStatus:
 
     @property
     def outbox_depth(self) -> int:
-        pending = (OutboxState.QUEUED, OutboxState.SIGNED, OutboxState.SENT)
-        return sum(self.outbox.get(state.value, 0) for state in pending)
+        return sum(self.outbox.get(state.value, 0) for state in PENDING)
 
     def problems(self) -> list[str]:
         """What needs an operator's attention, one line each; empty when all is well."""
@@ -83,11 +82,6 @@ def instance_status(instance: Instance) -> InstanceStatus:
         chain_block, chain_error = None, str(exc)
     with instance.db.session() as session:
         cursor = session.get(CursorRow, "events")
-        counts = {state.value: 0 for state in OutboxState}
-        for state, count in session.exec(
-            select(OutboxRow.state, func.count()).group_by(col(OutboxRow.state))
-        ):
-            counts[state] = int(count)
         sizes = dict(
             session.exec(
                 select(TrailEntryRow.member, func.count()).group_by(col(TrailEntryRow.member))
@@ -122,7 +116,7 @@ def instance_status(instance: Instance) -> InstanceStatus:
         chain_error=chain_error,
         deployed=instance.deployed,
         indexed_block=cursor.block if cursor else None,
-        outbox=counts,
+        outbox=counts_by_state(instance.db),
         content_store=store,
         trails=trails,
     )
